@@ -2,7 +2,7 @@
 
     .venv/bin/python bench/chaos.py [--problems 12] [--samples 3] [--fault-rate 0.2] [--max-retries 2] [--seed 0]
 
-The eval (`qednano.chaos.write_eval`: direct, reasoning_cache and rsa scaffolds, a proof
+The eval (`qednano.testing.chaos.write_eval`: direct, reasoning_cache and rsa scaffolds, a proof
 judge that sometimes gives no verdict) runs through the real CLI (`qednano eval`) against
 `FakeServer` with every fault kind at an equal share of `--fault-rate`. A work item whose
 calls fail for good is retried by the next pass; passes run until one exits 0 (bounded).
@@ -21,8 +21,9 @@ import tempfile
 import time
 from pathlib import Path
 
-from qednano import chaos, cli
-from qednano.fake_server import FakeServer
+from qednano import cli
+from qednano.testing import chaos
+from qednano.testing.fake_server import FakeServer
 
 
 def main() -> int:

@@ -2,7 +2,7 @@
 
     .venv/bin/python bench/crash.py [--kills 10] [--problems 8] [--samples 2] [--fault-rate 0.1] [--seed 0]
 
-First the eval (`qednano.chaos.write_eval`) runs once without interruption (in process).
+First the eval (`qednano.testing.chaos.write_eval`) runs once without interruption (in process).
 Then the same eval, in a fresh folder and against a fresh server, runs as `qednano eval`
 subprocesses: each of the first `--kills` passes is killed with SIGKILL after a random number
 of answered calls (or at a random moment of start-up), then passes run until one exits 0.
@@ -24,8 +24,9 @@ import tempfile
 import time
 from pathlib import Path
 
-from qednano import chaos, cli
-from qednano.fake_server import FakeServer
+from qednano import cli
+from qednano.testing import chaos
+from qednano.testing.fake_server import FakeServer
 
 
 def main() -> int:

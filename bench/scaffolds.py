@@ -2,7 +2,7 @@
 
     .venv/bin/python bench/scaffolds.py [--problems 60] [--slots 256] [--time-scale 0.02]
 
-The server is `qednano.fake_server.FakeServer` in timing mode: `slots` sequences decode at
+The server is `qednano.testing.fake_server.FakeServer` in timing mode: `slots` sequences decode at
 once at `rate` tokens per second each, extra requests queue. Reply lengths are log-normal,
 drawn from a hash of the request, so every policy meets the same workload; reply texts are
 scripted so the scaffolds parse them (verdicts, scores). Times are in model seconds.
@@ -45,15 +45,16 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from qednano.fake_server import FakeServer, ScriptedReply, Timing
-from qednano.llm import LLM, Engine, ModelConfig, Models, Reply, current_scope
-from qednano.openai_engine import OpenAIEngine
-from qednano.pipeline import generate
+from qednano.eval.pipeline import generate
+from qednano.llm.client import LLM, Models, current_scope
+from qednano.llm.openai_engine import OpenAIEngine
+from qednano.llm.types import Engine, ModelConfig, Reply
 from qednano.records import Problem
 from qednano.scaffolds import ScaffoldRun
 from qednano.scaffolds.dsm import DSM
 from qednano.scaffolds.rsa import RSA
 from qednano.store import RunDir
+from qednano.testing.fake_server import FakeServer, ScriptedReply, Timing
 
 log = logging.getLogger("bench.scaffolds")
 

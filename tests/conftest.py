@@ -14,7 +14,7 @@ IMOBENCH = SHARED / "data" / "imobench"
 def tiny_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A tiny random Qwen2-style chat model with a locally trained tokenizer (nothing downloaded)."""
     pytest.importorskip("torch")
-    from qednano.tiny_model import build_tiny_model
+    from qednano.llm.tiny_model import build_tiny_model
 
     return build_tiny_model(tmp_path_factory.mktemp("tiny") / "model")
 

@@ -5,7 +5,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from qednano.llm import LLM, ModelConfig, Reply
+from qednano.llm.client import LLM
+from qednano.llm.types import ModelConfig, Reply
 
 
 def reply(text: str, finish_reason: str = "stop") -> Reply:

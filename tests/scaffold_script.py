@@ -11,8 +11,9 @@ import asyncio
 from collections.abc import Callable
 from typing import Any
 
-from qednano.cache import CallCache
-from qednano.llm import LLM, LLMError, ModelConfig, Models, Reply, attempt_scope
+from qednano.llm.cache import CallCache
+from qednano.llm.client import LLM, Models, attempt_scope
+from qednano.llm.types import LLMError, ModelConfig, Reply
 from qednano.records import Completion, Problem
 
 FINGERPRINTS = [

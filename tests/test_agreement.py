@@ -1,4 +1,4 @@
-"""Grader meta-evaluation (`qednano.agreement`) and `qednano rubrics` / `qednano grade` end to end."""
+"""Grader meta-evaluation (`qednano.grading.agreement`) and `qednano rubrics` / `qednano grade` end to end."""
 
 from __future__ import annotations
 
@@ -11,12 +11,12 @@ from typing import Any
 import pytest
 import yaml
 
-from qednano.agreement import HumanGradedFile, advantage_error, agreement, agreement_table, kendall_tau
 from qednano.cli import main
 from qednano.config import ConfigError
-from qednano.fake_server import FakeServer
-from qednano.judge import ProofJudge
+from qednano.grading.agreement import HumanGradedFile, advantage_error, agreement, agreement_table, kendall_tau
+from qednano.grading.judge import ProofJudge
 from qednano.records import Attempt, Grade
+from qednano.testing.fake_server import FakeServer
 
 # Hand-computed example (QED-Nano appendix A). Problem A: human 7,3,0 (mean 10/3), judge 6,4,0 (mean 10/3):
 # advantages 11/3,-1/3,-10/3 vs 8/3,2/3,-10/3 -> |diff| 1,1,0. Problem B: human 2,2 (adv 0,0), judge 5,3

@@ -1,4 +1,4 @@
-"""Final-answer checking (`qednano.answers`): extraction, math-verify, the LLM fallback, AnswerJudge."""
+"""Final-answer checking (`qednano.grading.answers`): extraction, math-verify, the LLM fallback, AnswerJudge."""
 
 from __future__ import annotations
 
@@ -9,9 +9,9 @@ from pathlib import Path
 import pytest
 from judge_engines import Scripted, echo, make_llm, prompt_of
 
-from qednano.answers import AnswerJudge, check_answer, final_answer, normalise
-from qednano.fence import INJECTION_FLAG
-from qednano.llm import LLMError, Retryable
+from qednano.grading.answers import AnswerJudge, check_answer, final_answer, normalise
+from qednano.grading.fence import INJECTION_FLAG
+from qednano.llm.types import LLMError, Retryable
 from qednano.records import Attempt, Grade, Problem
 
 # (gold, candidate, truly equivalent). Every kind IMO-AnswerBench has.

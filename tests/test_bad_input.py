@@ -26,8 +26,8 @@ import pytest
 import yaml
 
 from qednano import cli
-from qednano.fake_server import ErrorReply, FakeServer, ScriptedReply
 from qednano.records import Attempt, Problem
+from qednano.testing.fake_server import ErrorReply, FakeServer, ScriptedReply
 
 PROBLEMS = [Problem(id=f"p{i}", statement=f"Prove claim {i}.") for i in range(4)]
 

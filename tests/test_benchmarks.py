@@ -11,7 +11,15 @@ from pathlib import Path
 import pytest
 from pydantic import TypeAdapter, ValidationError
 
-from qednano.benchmarks import IMOAnswerBench, IMOProofBench, MathArena, ProblemFile, ProblemSource, ProofBench, Table
+from qednano.benchmarks.sources import (
+    IMOAnswerBench,
+    IMOProofBench,
+    MathArena,
+    ProblemFile,
+    ProblemSource,
+    ProofBench,
+    Table,
+)
 from qednano.config import ConfigError
 
 FIXTURES = Path(__file__).parent / "fixtures" / "benchmarks"

@@ -10,8 +10,9 @@ from typing import Any
 
 import httpx
 
-from qednano.cache import CallCache, request_key
-from qednano.llm import LLM, ModelConfig, attempt_scope
+from qednano.llm.cache import CallCache, request_key
+from qednano.llm.client import LLM, attempt_scope
+from qednano.llm.types import ModelConfig
 from qednano.records import Completion
 
 USER = [{"role": "user", "content": "Prove it."}]

@@ -1,6 +1,6 @@
 """Chaos and crash runs, small: a multi-scaffold eval with a judge against the fault-injecting server.
 
-The long versions are `bench/chaos.py` and `bench/crash.py`; both use `qednano.chaos`. Here:
+The long versions are `bench/chaos.py` and `bench/crash.py`; both use `qednano.testing.chaos`. Here:
 
 - with 20% of calls faulted (every kind), passes of the real `qednano eval` run until one
   exits 0; a problem whose calls all fail in the first pass is left unfinished and done by
@@ -17,9 +17,10 @@ import random
 from pathlib import Path
 from typing import Any
 
-from qednano import chaos, cli
-from qednano.fake_server import ErrorReply, FakeServer, ScriptedReply
+from qednano import cli
 from qednano.records import Completion, Grade
+from qednano.testing import chaos
+from qednano.testing.fake_server import ErrorReply, FakeServer, ScriptedReply
 
 PROBLEMS = [f"c{i}" for i in range(6)]
 SAMPLES = 2

@@ -23,12 +23,13 @@ import pytest
 import yaml
 
 from qednano.cli import main
-from qednano.fake_server import ErrorReply, FakeServer, ScriptedReply
-from qednano.llm import LLM, ModelConfig, Models
-from qednano.pipeline import generate
+from qednano.eval.pipeline import generate
+from qednano.llm.client import LLM, Models
+from qednano.llm.types import ModelConfig
 from qednano.records import Attempt, Problem
 from qednano.scaffolds.direct import Direct
 from qednano.store import RunDir
+from qednano.testing.fake_server import ErrorReply, FakeServer, ScriptedReply
 
 KEY_ENV = "QEDNANO_TEST_API_KEY"
 KEY = "sk-test-9f8e7d6c5b4a-do-not-log"

@@ -7,9 +7,9 @@ from pathlib import Path
 import pytest
 
 from qednano import config as cfg
-from qednano.benchmarks import ProblemFile
+from qednano.benchmarks.sources import ProblemFile
 from qednano.config import ConfigError
-from qednano.runs import RunRecipe
+from qednano.eval.runs import RunRecipe
 
 RECIPE = """\
 run_dir: {run_dir}

@@ -11,17 +11,17 @@ import yaml
 from qednano import cli
 from qednano import config as cfg
 from qednano.config import ConfigError
-from qednano.evaluation import EvalRecipe, plan
+from qednano.eval.cells import EvalRecipe, plan
+from qednano.eval.runs import RunRecipe
 from qednano.records import Attempt
-from qednano.report import REPORT_FILES
-from qednano.runs import RunRecipe
+from qednano.report.build import REPORT_FILES
 from qednano.scaffolds.direct import Direct
 
 REPO = Path(__file__).resolve().parents[1]
 FIXTURES = Path(__file__).parent / "fixtures" / "benchmarks"
 
 
-RUN_RECIPES = [*sorted((REPO / "recipes" / "eval").glob("*.yaml")), REPO / "recipes" / "demo.yaml"]
+RUN_RECIPES = [*sorted((cfg.PACKAGE_RECIPES / "eval").glob("*.yaml")), cfg.PACKAGE_RECIPES / "demo.yaml"]
 
 
 def test_the_committed_run_recipes_are_found() -> None:
@@ -38,7 +38,7 @@ def test_committed_run_recipes_validate(recipe: Path) -> None:
 
 def test_benchmark_recipes_hold_the_official_protocols() -> None:
     loaded = cfg.load(
-        REPO / "recipes" / "eval" / "table1-qed-nano.yaml",
+        cfg.PACKAGE_RECIPES / "eval" / "table1-qed-nano.yaml",
         ["samples=1", "benchmarks.imo-proofbench.problems.limit=5"],
         EvalRecipe,
     )

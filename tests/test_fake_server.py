@@ -8,8 +8,9 @@ from typing import Any
 import httpx
 import pytest
 
-from qednano.fake_server import FAULT_KINDS, ErrorReply, FakeServer, ScriptedReply, Timing
-from qednano.llm import LLM, ModelConfig
+from qednano.llm.client import LLM
+from qednano.llm.types import ModelConfig
+from qednano.testing.fake_server import FAULT_KINDS, ErrorReply, FakeServer, ScriptedReply, Timing
 
 
 def chat(client: httpx.Client, url: str, content: str = "hi", **params: Any) -> httpx.Response:

@@ -24,20 +24,20 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from qednano import config as cfg
-from qednano.answers import boxes, check_answer, final_answer, normalise, plain_numeric, unbox
-from qednano.benchmarks import IMOAnswerBench, IMOProofBench, MathArena, ProofBench, Table
+from qednano.benchmarks.rows import read_csv, read_json_rows, read_jsonl_rows
+from qednano.benchmarks.sources import IMOAnswerBench, IMOProofBench, MathArena, ProofBench, Table
+from qednano.benchmarks.tables import TableColumns
 from qednano.config import ConfigError
-from qednano.evaluation import EvalRecipe
-from qednano.fence import fence
-from qednano.llm import split_reasoning
-from qednano.problem_tables import TableColumns
+from qednano.eval.cells import EvalRecipe
+from qednano.eval.runs import RunRecipe
+from qednano.grading.answers import boxes, check_answer, final_answer, normalise, plain_numeric, unbox
+from qednano.grading.fence import fence
+from qednano.grading.rubrics import check_rubric, normalise_rubric, rubric_from_guidelines, rubric_from_items
+from qednano.grading.verdicts import cut_fenced, last_tag, parse_correct, strip_self_evaluation, unwrap
+from qednano.llm.client import split_reasoning
 from qednano.records import Attempt, Grade, Problem
-from qednano.rows import read_csv, read_json_rows, read_jsonl_rows
-from qednano.rubrics import check_rubric, normalise_rubric, rubric_from_guidelines, rubric_from_items
-from qednano.runs import RunRecipe
 from qednano.scaffolds.tournament import parse_verdict
 from qednano.store import read_jsonl
-from qednano.verdicts import cut_fenced, last_tag, parse_correct, strip_self_evaluation, unwrap
 
 FAST = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 

@@ -14,12 +14,12 @@ from test_benchmarks import save_hub_copy
 
 from qednano import cli
 from qednano import config as cfg
-from qednano.benchmarks import ProblemSource
+from qednano.benchmarks.gradingbench import IMOGradingBench, MathArenaGradingBench
+from qednano.benchmarks.sources import ProblemSource
 from qednano.config import ConfigError
-from qednano.fake_server import FakeServer
-from qednano.grading_benchmarks import IMOGradingBench, MathArenaGradingBench
+from qednano.eval.runs import RunRecipe
 from qednano.records import Grade
-from qednano.runs import RunRecipe
+from qednano.testing.fake_server import FakeServer
 
 FIXTURES = Path(__file__).parent / "fixtures" / "benchmarks"
 GRADINGBENCH = FIXTURES / "gradingbench.csv"
@@ -178,7 +178,7 @@ def judge_script(body: dict[str, Any]) -> str:
 
 def test_grade_then_report_with_the_gradingbench_recipe(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("VLLM_API_KEY", "test-key")
-    recipe = REPO / "recipes" / "eval" / "judges-gradingbench.yaml"
+    recipe = cfg.PACKAGE_RECIPES / "eval" / "judges-gradingbench.yaml"
     run = tmp_path / "meta"
     with FakeServer(judge_script) as server:
         overrides = [

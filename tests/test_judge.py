@@ -9,12 +9,12 @@ from pathlib import Path
 import pytest
 from judge_engines import Scripted, echo, make_llm, prompt_of, reply
 
-from qednano.fence import INJECTION_FLAG, REMOVED, fence
-from qednano.judge import JudgeConfig, ProofJudge
-from qednano.llm import ContextLengthError, LLMError, Retryable
-from qednano.pipeline import grade
+from qednano.eval.pipeline import grade
+from qednano.eval.runs import RunRecipe
+from qednano.grading.fence import INJECTION_FLAG, REMOVED, fence
+from qednano.grading.judge import JudgeConfig, ProofJudge
+from qednano.llm.types import ContextLengthError, LLMError, Retryable
 from qednano.records import Attempt, Completion, Grade, Problem
-from qednano.runs import RunRecipe
 from qednano.store import RunDir
 
 PROBLEM = Problem(

@@ -1,4 +1,4 @@
-"""Verdict parsing (`qednano.verdicts`): a corpus of realistic judge replies, and property tests."""
+"""Verdict parsing (`qednano.grading.verdicts`): a corpus of realistic judge replies, and property tests."""
 
 from __future__ import annotations
 
@@ -6,8 +6,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from qednano.fence import fence
-from qednano.verdicts import last_tag, parse_correct, parse_points, strip_self_evaluation
+from qednano.grading.fence import fence
+from qednano.grading.verdicts import last_tag, parse_correct, parse_points, strip_self_evaluation
 
 BEGIN, END = "<<<BEGIN PROOF 0123456789abcdef>>>", "<<<END PROOF 0123456789abcdef>>>"
 IMO = {0, 1, 6, 7}

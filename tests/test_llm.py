@@ -17,8 +17,9 @@ from typing import Any
 import httpx
 import pytest
 
-from qednano.fake_server import FakeServer, ScriptedReply
-from qednano.llm import LLM, ContextLengthError, LLMError, ModelConfig
+from qednano.llm.client import LLM
+from qednano.llm.types import ContextLengthError, LLMError, ModelConfig
+from qednano.testing.fake_server import FakeServer, ScriptedReply
 
 Handler = Callable[[httpx.Request], Awaitable[httpx.Response]]
 USER = [{"role": "user", "content": "Prove it."}]
@@ -94,7 +95,7 @@ async def test_retries_are_bounded() -> None:
 async def test_retry_after_is_honoured(caplog: pytest.LogCaptureFixture) -> None:
     handler, _ = scripted(httpx.Response(429, headers={"retry-after": "0.5"}, json={"error": {}}), ok())
     llm = mock_llm(handler, max_retries=1)
-    with caplog.at_level(logging.WARNING, logger="qednano.llm"):
+    with caplog.at_level(logging.WARNING, logger="qednano.llm.client"):
         await llm.complete(USER)
     assert "retry 1/1 in 0.5s" in caplog.text  # backoff_s is 0: the delay comes from Retry-After
 
@@ -266,8 +267,9 @@ def test_one_llm_serves_successive_event_loops() -> None:
 
 
 async def test_twins_share_the_concurrency_gate_but_not_cache_or_counters(tmp_path: Any) -> None:
-    from qednano.cache import CallCache
-    from qednano.llm import Reply, attempt_scope
+    from qednano.llm.cache import CallCache
+    from qednano.llm.client import attempt_scope
+    from qednano.llm.types import Reply
 
     class Slow:
         inflight = peak = 0
@@ -297,7 +299,7 @@ async def test_twins_share_the_concurrency_gate_but_not_cache_or_counters(tmp_pa
 
 
 async def test_the_gate_serves_the_attempt_that_is_behind_first() -> None:
-    from qednano.llm import Gate
+    from qednano.llm.client import Gate
 
     gate, order = Gate(1), []
 

@@ -7,8 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from qednano.llm import LLM, ModelConfig
-from qednano.local_engine import LocalEngine
+from qednano.llm.client import LLM
+from qednano.llm.local_engine import LocalEngine
+from qednano.llm.types import ModelConfig
 
 pytest.importorskip("transformers")
 

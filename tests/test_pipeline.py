@@ -8,13 +8,14 @@ from typing import Any
 
 import pytest
 
-from qednano.fake_server import ErrorReply, FakeServer, ScriptedReply
-from qednano.llm import LLM, ModelConfig, Models
-from qednano.pipeline import generate, grade
+from qednano.eval.pipeline import generate, grade
+from qednano.llm.client import LLM, Models
+from qednano.llm.types import ModelConfig
 from qednano.prompts import PromptError
 from qednano.records import Attempt, Grade, Problem
 from qednano.scaffolds.direct import Direct
 from qednano.store import RunDir
+from qednano.testing.fake_server import ErrorReply, FakeServer, ScriptedReply
 
 PROBLEMS = [Problem(id=f"p{i}", statement=f"Prove statement number {i}.") for i in range(5)]
 

@@ -10,10 +10,10 @@ from pathlib import Path
 import pytest
 
 from qednano import cli
-from qednano.agreement import agreement, agreement_table
+from qednano.grading.agreement import agreement, agreement_table
 from qednano.records import Attempt, Completion, Grade, Problem
-from qednano.report import REPORT_FILES, load_cells, write_report
-from qednano.scores import CellRecords, leaderboard, relate_to_direct, score, summarize
+from qednano.report.build import REPORT_FILES, load_cells, write_report
+from qednano.report.scores import CellRecords, leaderboard, relate_to_direct, score, summarize
 from qednano.store import RunDir
 
 PROBLEMS = {

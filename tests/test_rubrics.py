@@ -1,4 +1,4 @@
-"""Rubrics (`qednano.rubrics`): the check, the normalisers, writing with re-asks, the `rubrics` stage."""
+"""Rubrics (`qednano.grading.rubrics`): the check, the normalisers, writing with re-asks, the `rubrics` stage."""
 
 from __future__ import annotations
 
@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 from judge_engines import Scripted, make_llm, prompt_of
 
-from qednano.records import Problem
-from qednano.rubrics import (
+from qednano.eval.pipeline import write_rubrics
+from qednano.grading.rubrics import (
     RUBRICS_FILE,
     RubricError,
     check_rubric,
@@ -17,8 +17,8 @@ from qednano.rubrics import (
     rubric_from_guidelines,
     rubric_from_items,
     write_rubric,
-    write_rubrics,
 )
+from qednano.records import Problem
 from qednano.store import RunDir
 
 GOOD = """## Checkpoints (7 pts total)

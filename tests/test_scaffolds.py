@@ -8,7 +8,8 @@ import re
 import pytest
 from scaffold_script import run_scaffold, scripted_llm, steps
 
-from qednano.llm import Models, Reply
+from qednano.llm.client import Models
+from qednano.llm.types import Reply
 from qednano.scaffolds.nomos import Nomos, parse_keep, parse_score
 from qednano.scaffolds.reasoning_cache import NO_SUMMARY, ReasoningCache
 from qednano.scaffolds.self_check import SelfCheck, verdict_is_pass

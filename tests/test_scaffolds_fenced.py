@@ -14,8 +14,8 @@ from typing import Any
 from judge_engines import prompt_of
 from scaffold_script import PROBLEM, run_scaffold, scripted_llm, steps
 
-from qednano.fence import REMOVED, fence
-from qednano.llm import Models, attempt_scope
+from qednano.grading.fence import REMOVED, fence
+from qednano.llm.client import Models, attempt_scope
 from qednano.scaffolds.dsm import DSM
 from qednano.scaffolds.nomos import Nomos
 from qednano.scaffolds.self_check import SelfCheck

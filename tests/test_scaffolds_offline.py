@@ -7,8 +7,9 @@ from pathlib import Path
 import pytest
 from pydantic import TypeAdapter
 
-from qednano.llm import LLM, ModelConfig, Models
-from qednano.pipeline import generate
+from qednano.eval.pipeline import generate
+from qednano.llm.client import LLM, Models
+from qednano.llm.types import ModelConfig
 from qednano.records import Attempt, Problem
 from qednano.scaffolds import Scaffold
 from qednano.store import RunDir

@@ -10,11 +10,11 @@ from pathlib import Path
 import pytest
 from scaffold_script import PROBLEM, scripted_llm
 
-from qednano.config import load
-from qednano.llm import Models
-from qednano.pipeline import generate
+from qednano.config import PACKAGE_RECIPES, load
+from qednano.eval.pipeline import generate
+from qednano.eval.runs import RunRecipe
+from qednano.llm.client import Models
 from qednano.records import Attempt
-from qednano.runs import RunRecipe
 from qednano.scaffolds.direct import Direct
 from qednano.scaffolds.dsm import DSM, extract_proof
 from qednano.scaffolds.nomos import Nomos
@@ -111,7 +111,7 @@ async def test_rsa_resumes_from_the_call_cache_without_resending(tmp_path: Path)
     assert sorted(a.proof for a in resumed) == sorted(a.proof for a in clean)
 
 
-RECIPES = Path(__file__).resolve().parents[1] / "recipes" / "scaffolds"
+RECIPES = PACKAGE_RECIPES / "scaffolds"
 PAPER_SETTINGS = {
     "rsa": {"name": "rsa", "population": 8, "k": 3, "rounds": 3},
     "rsa_16_4_10": {"name": "rsa", "population": 16, "k": 4, "rounds": 9},

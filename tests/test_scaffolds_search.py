@@ -9,7 +9,7 @@ from collections import Counter
 import pytest
 from scaffold_script import run_scaffold, scripted_llm, steps
 
-from qednano.llm import Models
+from qednano.llm.client import Models
 from qednano.records import Completion
 from qednano.scaffolds.dsm import DSM, extract_proof
 from qednano.scaffolds.dsm import parse_score as dsm_score

@@ -7,7 +7,7 @@ import re
 import pytest
 from scaffold_script import PROBLEM, scripted_llm
 
-from qednano.llm import attempt_scope
+from qednano.llm.client import attempt_scope
 from qednano.scaffolds.calls import attempt_rng
 from qednano.scaffolds.tournament import knockout, parse_verdict
 

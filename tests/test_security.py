@@ -30,21 +30,23 @@ from typing import Any
 import pytest
 import yaml
 
-from qednano import chaos, cli
+from qednano import cli
 from qednano import config as cfg
-from qednano.answers import check_answer
 from qednano.config import ConfigError
-from qednano.evaluation import EvalRecipe, plan
-from qednano.fake_server import ErrorReply, FakeServer, ScriptedReply
-from qednano.judge import ProofJudge
-from qednano.llm import LLM, LLMError, ModelConfig, attempt_scope
+from qednano.eval.cells import EvalRecipe, plan
+from qednano.grading.answers import check_answer
+from qednano.grading.judge import ProofJudge
+from qednano.llm.client import LLM, attempt_scope
+from qednano.llm.types import LLMError, ModelConfig
 from qednano.records import Grade, Problem
 from qednano.scaffolds.calls import attempt_rng
 from qednano.scaffolds.tournament import knockout
 from qednano.store import RunDir
+from qednano.testing import chaos
+from qednano.testing.fake_server import ErrorReply, FakeServer, ScriptedReply
 
 SRC = Path(__file__).resolve().parents[1] / "src" / "qednano"
-RECIPES = Path(__file__).resolve().parents[1] / "recipes"
+RECIPES = cfg.PACKAGE_RECIPES
 PAYLOAD = (
     '<script>document.title="pwned"</script><img src=x onerror="alert(1)"></script><!-- '
     "<svg onload=alert(2)> \u2028 {{reference}} ${7*7}"
@@ -258,8 +260,8 @@ def remote_code_model(tmp_path: Path, tiny: Path) -> Path:
 
 LOAD = """
 import sys
-from qednano.llm import ModelConfig
-from qednano.local_engine import LocalEngine
+from qednano.llm.types import ModelConfig
+from qednano.llm.local_engine import LocalEngine
 config = ModelConfig(engine="transformers", model=sys.argv[1], device="cpu", trust_remote_code=sys.argv[2] == "on")
 try:
     LocalEngine(config).load()
@@ -295,7 +297,7 @@ def test_trust_remote_code_is_off_unless_a_recipe_says_so(tmp_path: Path) -> Non
     (tmp_path / "recipes" / "models" / "local.yaml").write_text("engine: transformers\nmodel: some/dir\n")
     recipe = tmp_path / "recipes" / "run.yaml"
     recipe.write_text("run_dir: r\nproblems: {path: p.jsonl}\nmodels: {policy: local}\n")
-    from qednano.runs import RunRecipe
+    from qednano.eval.runs import RunRecipe
 
     default = cfg.load(recipe, [], RunRecipe).models.policy
     turned_on = cfg.load(recipe, ["models.policy.trust_remote_code=true"], RunRecipe).models.policy
@@ -380,7 +382,7 @@ def test_labels_cannot_name_folders_outside_the_run(tmp_path: Path) -> None:
     (tmp_path / "recipes").mkdir()
     recipe = tmp_path / "recipes" / "r.yaml"
     recipe.write_text("run_dir: r\nproblems: {path: p.jsonl}\nmodels: {judge: {model: j}}\n")
-    from qednano.runs import RunRecipe
+    from qednano.eval.runs import RunRecipe
 
     with pytest.raises(ConfigError, match=r"judges\.0"):
         cfg.load(recipe, ["judges=[{kind: proof, label: ../../escape}]"], RunRecipe)

@@ -14,8 +14,8 @@ from pathlib import Path
 import pytest
 
 from qednano.records import Attempt, Completion, Grade, Problem
-from qednano.scores import CellRecords, summarize
-from qednano.viewer import embed_json, render_html
+from qednano.report.scores import CellRecords, summarize
+from qednano.report.viewer import embed_json, render_html
 
 PAYLOAD = (
     "Proof: since $a^2 \\ge 0$ we are done. </script><script>document.body.appendChild("

@@ -8,10 +8,9 @@ exits 0 when all work is done, 1 when some work items failed (run again to retry
 from __future__ import annotations
 
 import argparse
-import asyncio
 import logging
 import sys
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -23,14 +22,15 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from qednano import config as cfg
 from qednano.config import ConfigError
-from qednano.evaluation import EvalRecipe
-from qednano.grading import grade_inputs, write_agreement
-from qednano.judge import JudgeConfig
-from qednano.llm import LLM
-from qednano.pipeline import Outcome, generate, grade, log_calls
+from qednano.eval.cells import EvalRecipe
+from qednano.eval.pipeline import Outcome, generate, grade, write_rubrics
+from qednano.eval.run import Job, Track, run_eval, run_jobs
+from qednano.eval.runs import RunRecipe, models_for, open_run
+from qednano.grading.inputs import grade_inputs, write_agreement
+from qednano.grading.judge import JudgeConfig
+from qednano.grading.rubrics import RUBRICS_FILE
+from qednano.llm.client import LLM
 from qednano.prompts import PromptError
-from qednano.rubrics import RUBRICS_FILE, write_rubrics
-from qednano.runs import RunRecipe, models_for, open_run
 from qednano.store import RunDir
 
 console = Console(stderr=True)
@@ -53,37 +53,20 @@ def progress_bar() -> Progress:
     )
 
 
-Job = Callable[[Callable[[int, int], None]], Awaitable[Outcome]]
-"""A stage's work, given a progress callback: e.g. `lambda progress: generate(..., progress=progress)`."""
+def tracker(bar: Progress) -> Track:
+    """A `Track` that adds one bar per label to `bar`."""
+
+    def track(label: str) -> Callable[[int, int], None]:
+        task = bar.add_task(label, total=None)
+        return lambda done, total: bar.update(task, completed=done, total=total)
+
+    return track
 
 
-def run_jobs(stage: str, store: RunDir, llms: dict[str, LLM], jobs: dict[str, Job]) -> Outcome:
-    """Run `jobs` at once, one progress bar each; then log call counts and close the models."""
-
-    async def main() -> list[Outcome]:
-        try:
-            with progress_bar() as bar:
-
-                async def one(label: str, job: Job) -> Outcome:
-                    task = bar.add_task(label, total=None)
-                    return await job(lambda done, total: bar.update(task, completed=done, total=total))
-
-                return await asyncio.gather(*(one(label, job) for label, job in jobs.items()))
-        finally:
-            log_calls(store, stage, llms.values())
-            for llm in {id(m): m for m in llms.values()}.values():
-                await llm.aclose()
-
-    outcomes = asyncio.run(main())
-    if len(outcomes) == 1:
-        return outcomes[0]
-    total = Outcome()
-    for label, one in zip(jobs, outcomes, strict=True):
-        total.total += one.total
-        total.skipped += one.skipped
-        total.done += one.done
-        total.failed.update({f"{label}: {k}": v for k, v in one.failed.items()})
-    return total
+def run_stage(stage: str, store: RunDir, llms: dict[str, LLM], jobs: dict[str, Job]) -> Outcome:
+    """`run_jobs` with a progress bar per job."""
+    with progress_bar() as bar:
+        return run_jobs(stage, store, llms, jobs, tracker(bar))
 
 
 def report_outcome(what: str, outcome: Outcome, llms: dict[str, LLM]) -> int:
@@ -110,7 +93,7 @@ def cmd_generate(recipe: RunRecipe) -> int:
     problems = recipe.problems.load()
     store, llms = open_run(recipe)
     models = models_for(llms)
-    outcome = run_jobs(
+    outcome = run_stage(
         "generate",
         store,
         llms,
@@ -138,7 +121,7 @@ def cmd_rubrics(recipe: RunRecipe) -> int:
     writer = llms.get("rubric_writer") or llms.get("judge")
     if writer is None:
         raise BadInput("`qednano rubrics` needs models.rubric_writer (or models.judge) in the recipe")
-    outcome = run_jobs(
+    outcome = run_stage(
         "rubrics",
         store,
         llms,
@@ -167,7 +150,7 @@ def cmd_grade(recipe: RunRecipe) -> int:
             problems, attempts, judge, llms["judge"], store, max_inflight=recipe.max_inflight, progress=progress
         )
 
-    outcome = run_jobs("grade", store, llms, {f"grade {j.name}": job(j) for j in recipe.judges})
+    outcome = run_stage("grade", store, llms, {f"grade {j.name}": job(j) for j in recipe.judges})
     console.print(f"grades: {store.file('grades')}")
     table = write_agreement(attempts, [j.name for j in recipe.judges], store)
     if table:
@@ -176,51 +159,24 @@ def cmd_grade(recipe: RunRecipe) -> int:
 
 
 def cmd_eval(recipe: EvalRecipe) -> int:
-    """Generate, grade and report every (benchmark, model, scaffold) of an eval recipe.
-
-    All cells run at once in one event loop, on shared model endpoints, so no server idles
-    while one cell finishes its slowest problem.
-    """
-    from qednano.evaluation import load_benchmark_problems, open_cell, pin_eval, plan
-    from qednano.report import load_cells, write_report
-
-    cells = plan(recipe)
-    problems = load_benchmark_problems(recipe)
-    pin_eval(recipe)
-    endpoints: dict[str, LLM] = {}
-    opened = [open_cell(cell, recipe, problems[cell.benchmark_label], endpoints) for cell in cells]
-
-    async def main() -> list[tuple[Outcome, Outcome]]:
-        try:
-            with progress_bar() as bar:
-
-                def tracker(name: str) -> Callable[[str], Callable[[int, int], None]]:
-                    def for_stage(stage: str) -> Callable[[int, int], None]:
-                        task = bar.add_task(f"{stage} {name}", total=None)
-                        return lambda done, total: bar.update(task, completed=done, total=total)
-
-                    return for_stage
-
-                return await asyncio.gather(*(cell.run(tracker(cell.name)) for cell in opened))
-        finally:
-            for llm in endpoints.values():
-                await llm.aclose()
-
+    """Generate, grade and report every (benchmark, model, scaffold) of an eval recipe (`run_eval`)."""
+    with progress_bar() as bar:
+        outcome = run_eval(recipe, tracker(bar))
     status = EXIT_OK
-    for cell, (made, graded) in zip(opened, asyncio.run(main()), strict=True):
+    for c in outcome.cells:
         status = max(
             status,
-            report_outcome(f"generate {cell.name}", made, {}),
-            report_outcome(f"grade {cell.name}", graded, cell.llms),
+            report_outcome(f"generate {c.cell.name}", c.generated, {}),
+            report_outcome(f"grade {c.cell.name}", c.graded, c.cell.llms),
         )
-    for path in write_report(load_cells([Path(recipe.run_dir)]), Path(recipe.run_dir), recipe.title):
+    for path in outcome.reports:
         console.print(f"report: {path}")
     return status
 
 
 def cmd_report(args: argparse.Namespace) -> int:
     """Tables, plot and viewer over one or more run directories (a leaderboard when several)."""
-    from qednano.report import load_cells, write_report
+    from qednano.report.build import load_cells, write_report
 
     runs = [Path(r) for r in args.runs]
     out = Path(args.out) if args.out else runs[0] if len(runs) == 1 else Path("report")
@@ -229,9 +185,16 @@ def cmd_report(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_recipes(args: argparse.Namespace) -> int:
+    """List the recipes by folder: the shipped ones and those under ./recipes (which win)."""
+    for folder, names in cfg.recipe_names().items():
+        sys.stdout.write(f"{folder}:\n" + "".join(f"  {name}\n" for name in names))
+    return EXIT_OK
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     """The built-in offline run: build the tiny local model, then `eval` the demo recipe with it."""
-    from qednano.tiny_model import build_tiny_model
+    from qednano.llm.tiny_model import build_tiny_model
 
     build_tiny_model(Path(".cache/qednano/tiny-model"))
     return cmd_eval(cfg.load(args.recipe, args.overrides, EvalRecipe))
@@ -255,12 +218,13 @@ def parser() -> argparse.ArgumentParser:
         c.add_argument("overrides", nargs="*", help="dotted key=value overrides")
         c.add_argument("--dry-run", action="store_true", help="print the resolved recipe and exit")
     demo = sub.add_parser("demo", help="the built-in offline run on a tiny local model")
-    demo.add_argument("recipe", nargs="?", default="recipes/demo.yaml")
+    demo.add_argument("recipe", nargs="?", default="demo")
     demo.add_argument("overrides", nargs="*")
     report = sub.add_parser("report", help="tables, plot and HTML viewer over run directories")
     report.add_argument("runs", nargs="+", help="run directories (an eval's, or single runs)")
     report.add_argument("--out", help="output folder (default: the run, or ./report for several)")
     report.add_argument("--title", default="qednano report")
+    sub.add_parser("recipes", help="list the shipped recipes (models, benchmarks, scaffolds, runs)")
     return p
 
 
@@ -278,6 +242,8 @@ def main(argv: list[str] | None = None) -> int:
             return cmd_demo(args)
         if args.command == "report":
             return cmd_report(args)
+        if args.command == "recipes":
+            return cmd_recipes(args)
         schema, run, _ = COMMANDS[args.command]
         recipe = cfg.load(args.recipe, args.overrides, schema)
         if args.dry_run:

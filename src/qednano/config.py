@@ -1,9 +1,15 @@
 """Recipe loading: YAML, then dotted `key=value` overrides, then strict validation.
 
-Every experiment number lives in a recipe (`recipes/*.yaml`). `load()` is the one loader:
-unknown keys and wrong types are rejected with the file, the line and the dotted key.
-A model reference in a recipe is either a name, resolved to `recipes/models/<name>.yaml`,
-or an inline mapping.
+Every experiment number lives in a recipe. `load()` is the one loader: unknown keys and
+wrong types are rejected with the file, the line and the dotted key. A model reference in a
+recipe is either a name, resolved to `recipes/models/<name>.yaml`, or an inline mapping.
+
+The recipes ship inside the package (`qednano/recipes/`). A recipe, a named part (model,
+benchmark, scaffold) or a data file a recipe names is looked up in the user's own files
+first, then in the package: a recipe argument as a path from the current directory, then as
+a name or path under the package's recipes (`demo`, `eval/table1-qed-nano`,
+`recipes/eval/table1-qed-nano.yaml`); a named part in the `recipes/` folder the recipe sits
+in, then `./recipes`, then the package's.
 """
 
 from __future__ import annotations
@@ -27,12 +33,57 @@ class Strict(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
-def recipes_root(recipe: Path) -> Path:
-    """The `recipes/` folder a recipe belongs to: its nearest ancestor named `recipes`, else ./recipes."""
-    for parent in recipe.resolve().parents:
-        if parent.name == "recipes":
-            return parent
-    return Path("recipes").resolve()
+PACKAGE_RECIPES = Path(__file__).resolve().parent / "recipes"
+"""The recipes shipped with the package."""
+
+RUN_FOLDERS = ("eval", "data", "sft", "grpo", "rc")
+"""Folders of recipes that a command runs (the others hold parts that runs name)."""
+
+
+def recipe_roots(recipe: Path) -> list[Path]:
+    """Where named parts are looked up, in order: the user's `recipes/` folder the recipe sits in, ./recipes, the package's."""
+    roots = [parent for parent in recipe.resolve().parents if parent.name == "recipes"][:1]
+    roots = [r for r in roots if r != PACKAGE_RECIPES] + [Path("recipes").resolve(), PACKAGE_RECIPES]
+    return list(dict.fromkeys(roots))
+
+
+def shipped(relative: str | Path) -> Path | None:
+    """The package's file at `relative` (a leading `recipes/` and a missing `.yaml` allowed), if there is one."""
+    parts = Path(relative).parts
+    rel = Path(*parts[1:]) if parts[:1] == ("recipes",) and len(parts) > 1 else Path(relative)
+    for candidate in (rel, rel.with_name(rel.name + ".yaml")):
+        path = PACKAGE_RECIPES / candidate
+        if not Path(relative).is_absolute() and path.is_file():
+            return path
+    return None
+
+
+def find_file(path: str | Path) -> Path:
+    """A file a recipe or a user names: from the current directory, else the package's copy, else as given."""
+    given = Path(path)
+    return given if given.is_file() else shipped(given) or given
+
+
+def recipe_names(roots: list[Path] | None = None) -> dict[str, list[str]]:
+    """Every recipe by folder (`models`, `benchmarks`, `scaffolds`, runs): ./recipes and the package's, merged."""
+    names: dict[str, set[str]] = {}
+    for root in roots or [Path("recipes").resolve(), PACKAGE_RECIPES]:
+        for path in root.rglob("*.yaml") if root.is_dir() else []:
+            rel = path.relative_to(root)
+            folder = rel.parts[0] if len(rel.parts) > 1 else "runs"
+            names.setdefault(folder, set()).add(rel.with_suffix("").as_posix())
+    return {folder: sorted(found) for folder, found in sorted(names.items())}
+
+
+def find_recipe(recipe: str | Path) -> Path:
+    """The recipe file a command argument names; an unknown name lists the run recipes that exist."""
+    path = find_file(recipe)
+    if path.is_file():
+        return path
+    runs = [n for folder, found in recipe_names().items() if folder in (*RUN_FOLDERS, "runs") for n in found]
+    raise ConfigError(
+        f"{recipe}: file not found, and no shipped recipe of that name; the run recipes: {', '.join(runs)}"
+    )
 
 
 def parse_override(item: str) -> tuple[list[str], Any]:
@@ -135,7 +186,17 @@ def describe(err: ValidationError, where: str, node: yaml.Node | None = None, so
     return "\n".join(lines)
 
 
-def resolve_models(data: dict[str, Any], root: Path, sources: Sources | None = None) -> dict[str, Any]:
+def find_part(roots: list[Path], folder: str, name: str, what: str) -> Path:
+    """`<root>/<folder>/<name>.yaml` in the first root that has it; an unknown name lists those that exist."""
+    for root in roots:
+        path = root / folder / f"{name}.yaml"
+        if path.is_file():
+            return path
+    known = [n.partition("/")[2] for n in recipe_names(roots).get(folder, [])]
+    raise ConfigError(f"{what}: {folder}/{name}.yaml not found; the {folder} that exist: {', '.join(known)}")
+
+
+def resolve_models(data: dict[str, Any], roots: list[Path], sources: Sources | None = None) -> dict[str, Any]:
     """Replace model names under `models:` with the mapping of `recipes/models/<name>.yaml`.
 
     Each file read is recorded in `sources`, so validation errors can name it.
@@ -146,9 +207,7 @@ def resolve_models(data: dict[str, Any], root: Path, sources: Sources | None = N
     resolved = {}
     for role, ref in models.items():
         if isinstance(ref, str):
-            path = root / "models" / f"{ref}.yaml"
-            if not path.is_file():
-                raise ConfigError(f"model {ref!r} (role {role!r}): {path} not found")
+            path = find_part(roots, "models", ref, f"model {ref!r} (role {role!r})")
             ref, node = read_yaml(path)
             ref.setdefault("name", path.stem)
             if sources is not None:
@@ -157,15 +216,12 @@ def resolve_models(data: dict[str, Any], root: Path, sources: Sources | None = N
     return {**data, "models": resolved}
 
 
-def read_part(root: Path, folder: str, name: str, what: str) -> dict[str, Any]:
+def read_part(roots: list[Path], folder: str, name: str, what: str) -> dict[str, Any]:
     """The mapping in `recipes/<folder>/<name>.yaml` (a named benchmark or scaffold preset)."""
-    path = root / folder / f"{name}.yaml"
-    if not path.is_file():
-        raise ConfigError(f"{what} {name!r}: {path} not found")
-    return read_yaml(path)[0]
+    return read_yaml(find_part(roots, folder, name, f"{what} {name!r}"))[0]
 
 
-def resolve_parts(data: dict[str, Any], root: Path) -> dict[str, Any]:
+def resolve_parts(data: dict[str, Any], roots: list[Path]) -> dict[str, Any]:
     """Replace names with the recipes they name.
 
     `benchmarks: {label: name}` reads `recipes/benchmarks/<name>.yaml` (its model names
@@ -175,32 +231,32 @@ def resolve_parts(data: dict[str, Any], root: Path) -> dict[str, Any]:
     out = dict(data)
 
     def benchmark(ref: Any) -> Any:
-        ref = read_part(root, "benchmarks", ref, "benchmark") if isinstance(ref, str) else ref
-        return resolve_models(ref, root) if isinstance(ref, dict) else ref
+        ref = read_part(roots, "benchmarks", ref, "benchmark") if isinstance(ref, str) else ref
+        return resolve_models(ref, roots) if isinstance(ref, dict) else ref
 
     if isinstance(out.get("benchmarks"), dict):
         out["benchmarks"] = {label: benchmark(ref) for label, ref in out["benchmarks"].items()}
     if isinstance(out.get("scaffolds"), dict):
         out["scaffolds"] = {
-            label: read_part(root, "scaffolds", ref, "scaffold") if isinstance(ref, str) else ref
+            label: read_part(roots, "scaffolds", ref, "scaffold") if isinstance(ref, str) else ref
             for label, ref in out["scaffolds"].items()
         }
     if isinstance(out.get("scaffold"), str):
-        out["scaffold"] = read_part(root, "scaffolds", out["scaffold"], "scaffold")
+        out["scaffold"] = read_part(roots, "scaffolds", out["scaffold"], "scaffold")
     return out
 
 
 def load(recipe: str | Path, overrides: list[str] | None, schema: type[T]) -> T:
     """Load a recipe file, apply `key=value` overrides, resolve model names, validate."""
-    path = Path(recipe)
+    path = find_recipe(recipe)
     data, node = read_yaml(path)
-    root = recipes_root(path)
+    roots = recipe_roots(path)
     sources: Sources = {}
     # Names are resolved before the overrides, so `models.policy.temperature=0` can edit a
     # named model, and again after, for overrides that name a model (`models.judge=gpt-oss-20b`).
-    data = resolve_parts(resolve_models(data, root, sources), root)
+    data = resolve_parts(resolve_models(data, roots, sources), roots)
     data = apply_overrides(data, overrides or [])
-    data = resolve_parts(resolve_models(data, root, sources), root)
+    data = resolve_parts(resolve_models(data, roots, sources), roots)
     try:
         return schema.model_validate(data)
     except ValidationError as err:

@@ -27,10 +27,13 @@ from typing import Any, BinaryIO, TypeVar
 import yaml
 from pydantic import BaseModel, ValidationError
 
-from qednano.cache import CallCache
 from qednano.config import ConfigError
+from qednano.llm.cache import CallCache
 
 log = logging.getLogger(__name__)
+
+STATS_FILE = "call_stats.jsonl"
+"""Per pass and model, the `LLM`'s counters (`CallTally`): the report sums faults, retries and failed calls."""
 
 T = TypeVar("T", bound=BaseModel)
 

@@ -11,7 +11,7 @@ from typing import Annotated, Protocol
 
 from pydantic import Field
 
-from qednano.llm import Models
+from qednano.llm.client import Models
 from qednano.records import Problem
 from qednano.scaffolds.direct import Direct
 from qednano.scaffolds.dsm import DSM

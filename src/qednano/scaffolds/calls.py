@@ -14,7 +14,7 @@ the pieces they all need live here so each algorithm reads as the paper describe
   purpose, through sha256 (never Python's salted `hash()`), so a re-run draws the same
   brackets and sets and replays its calls from the cache;
 - `fenced()`: candidate text (or a grader's report on it) fenced as data for a self-check
-  prompt (`fence.py`); the fence is a function of the text, so a re-run sends the same
+  prompt (`grading/fence.py`); the fence is a function of the text, so a re-run sends the same
   prompt and replays it from the cache.
 """
 
@@ -26,8 +26,9 @@ import random
 from collections.abc import Awaitable, Iterable
 from typing import Any, TypeVar
 
-from qednano.fence import Fenced, fence
-from qednano.llm import BudgetExhausted, current_scope
+from qednano.grading.fence import Fenced, fence
+from qednano.llm.client import current_scope
+from qednano.llm.types import BudgetExhausted
 from qednano.records import content_id
 
 log = logging.getLogger(__name__)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Literal
 
 from qednano.config import Strict
-from qednano.llm import Models
+from qednano.llm.client import Models
 from qednano.prompts import render, template
 from qednano.records import Problem
 

@@ -20,7 +20,7 @@ Calls per attempt:
    indices after the old ones and are verified the same way;
 3. return the proof with the highest mean score (ties: the earliest).
 
-Each proof is fenced as data in its `verify` prompt (`fence.py`), and the fenced region is
+Each proof is fenced as data in its `verify` prompt (`grading/fence.py`), and the fenced region is
 cut from the verification before its `\\boxed{}` score is read or it is shown as a critique,
 so a proof that writes its own score cannot raise its mean. The refine prompt is not
 fenced: it asks the policy for a new proof, not for a verdict, and that proof is verified
@@ -43,7 +43,8 @@ from typing import Literal
 from pydantic import Field, model_validator
 
 from qednano.config import Strict
-from qednano.llm import BudgetExhausted, Models
+from qednano.llm.client import Models
+from qednano.llm.types import BudgetExhausted
 from qednano.prompts import render, template
 from qednano.records import Problem
 from qednano.scaffolds.calls import fenced, gather, user

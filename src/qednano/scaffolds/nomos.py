@@ -17,7 +17,7 @@ Calls per attempt (at most n + n + 1 + (kept - 1)):
    the group with the right conclusion as `<keep>[i, ...]</keep>` (1-based);
 4. a seeded pairwise knockout over that group (`tournament.py`).
 
-Every solution is fenced as data where the verifier judges it (`fence.py`): in `score/i`
+Every solution is fenced as data where the verifier judges it (`grading/fence.py`): in `score/i`
 the submission, in `consolidate` each submission and its feedback. The fenced regions are
 cut from the reply before `\\boxed{}` or `<keep>` is read, so a solution that writes a score
 or a keep list of its own cannot choose its fate; the feedback kept for consolidation is the
@@ -40,8 +40,9 @@ from typing import Literal
 from pydantic import Field, model_validator
 
 from qednano.config import Strict
-from qednano.fence import Fenced
-from qednano.llm import BudgetExhausted, Models
+from qednano.grading.fence import Fenced
+from qednano.llm.client import Models
+from qednano.llm.types import BudgetExhausted
 from qednano.prompts import render, template
 from qednano.records import Problem
 from qednano.scaffolds.calls import attempt_rng, fenced, gather, user

@@ -31,7 +31,8 @@ from typing import Literal
 from pydantic import Field
 
 from qednano.config import Strict
-from qednano.llm import BudgetExhausted, Models
+from qednano.llm.client import Models
+from qednano.llm.types import BudgetExhausted
 from qednano.prompts import render, template
 from qednano.records import Problem
 from qednano.scaffolds.calls import user

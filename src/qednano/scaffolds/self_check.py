@@ -22,7 +22,7 @@ Calls per attempt:
 At most 2 + 3 * max_iterations calls (the last iteration never corrects).
 
 The solution is fenced as data in the `verify` prompt and the report in the `classify`
-prompt (`fence.py`); each fenced region is cut from the reply before it is used, so text
+prompt (`grading/fence.py`); each fenced region is cut from the reply before it is used, so text
 the solution plants ("yes", a fake report, fence-like markers) never becomes the
 classifier's answer. The bug report sent to `correct` is the verifier's own text.
 
@@ -42,7 +42,8 @@ from typing import Any, Literal
 from pydantic import Field
 
 from qednano.config import Strict
-from qednano.llm import BudgetExhausted, Models
+from qednano.llm.client import Models
+from qednano.llm.types import BudgetExhausted
 from qednano.prompts import render, template
 from qednano.records import Problem
 from qednano.scaffolds.calls import fenced, user

@@ -8,7 +8,7 @@ replays its calls from the cache.
 
 Each round the survivors are shuffled and paired in order; an odd one out gets a bye. Both
 proofs of a pair go to the judge in one call (`tournament/r{round}.m{match}`), all matches
-of a round concurrently, each fenced as data (`fence.py`). The judge ends with
+of a round concurrently, each fenced as data (`grading/fence.py`). The judge ends with
 `<verdict>1|2|tie</verdict>`; text it quotes from inside a fence is never read as its verdict.
 
 Fallbacks: the last `<verdict>` tag wins; without a tag, a lone `1` or `2` after the last
@@ -27,12 +27,13 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Literal
 
-from qednano.fence import fence
-from qednano.llm import LLM, BudgetExhausted
+from qednano.grading.fence import fence
+from qednano.grading.verdicts import cut_fenced
+from qednano.llm.client import LLM
+from qednano.llm.types import BudgetExhausted
 from qednano.prompts import render, template
 from qednano.records import Problem
 from qednano.scaffolds.calls import gather, user
-from qednano.verdicts import cut_fenced
 
 log = logging.getLogger(__name__)
 
@@ -83,7 +84,7 @@ class Bracket:
 async def judge_pair(problem: Problem, first: str, second: str, llm: LLM, step: str, prompt: str) -> Verdict | None:
     """One match; None when the attempt's token budget is spent.
 
-    Each proof is fenced as data (`fence.py`: unforgeable markers, verdict-like tags and
+    Each proof is fenced as data (`grading/fence.py`: unforgeable markers, verdict-like tags and
     instructions to the grader neutralised), and any fenced text the judge quotes back is cut
     before the verdict is read, so a proof cannot vote for itself.
     """

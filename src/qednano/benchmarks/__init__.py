@@ -1,0 +1,1 @@
+"""Problem sources: IMO-ProofBench, IMO-AnswerBench, ProofBench, MathArena, tables, human-graded sets."""

@@ -1,0 +1,162 @@
+"""Hardening the judge against reward hacking: the candidate text is fenced as data.
+
+Used by every judge (`judge.py`, `answers.py`) before a proof or an extracted answer is put
+in a judge prompt, in benchmark grading and in the RL reward alike. A policy trained on the
+judge's score has every reason to write text aimed at the judge, so:
+
+1. **The fence cannot be closed from inside.** The proof sits between two marker lines that
+   carry a code derived from a hash of the judge name, the problem id and the proof itself
+   (`nonce()`): a proof cannot contain the hash of itself, yet the code is the same on a
+   re-run, so the call cache still replays the call. Any marker-like line in the proof is
+   neutralised anyway.
+2. **Verdict-like tags are neutralised.** `<points>`, `<score>`, `<verdict>` and the other
+   tags judges answer in lose their angle brackets (`<points>` -> `‹points›`), so neither the
+   judge nor the parser can read them as a verdict, even if the judge echoes the proof.
+3. **Instructions to the grader are removed.** Sentences that address the grader or ask for
+   marks ("ignore previous instructions", "award full marks", "note to the grader") are
+   replaced by a visible placeholder.
+
+Any of these marks the Grade with the flag `prompt_injection`; what was found is kept in
+`Grade.metadata["injection"]` so a report can count and show it.
+
+The scaffolds' own checks use the same fence wherever a model judges candidate text and a
+verdict is parsed from its reply (`tournament.py`, nomos self-scores and consolidation, DSM
+verification, self_check verification and classification): the candidate is fenced in the
+prompt, and the fenced region is cut from the reply (`verdicts.cut_fenced`) before the
+score or verdict is read, so only the model's own words count.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+
+from qednano.grading.verdicts import cut_fenced
+from qednano.prompts import render, template
+from qednano.records import content_id
+
+INJECTION_FLAG = "prompt_injection"
+REMOVED = "[text addressed to the grader removed]"
+
+_TAGS = (
+    "points|score|verdict|grade|grading|assessment|errors|summary|overall|step|detailed_verification"
+    "|evaluation|judgement|judgment|thinking|final_score|result|answer|keep"
+)
+_TAG = re.compile(rf"<\s*(/?)\s*({_TAGS})\b([^<>]{{0,80}})>", re.IGNORECASE)
+_MARKER = re.compile(r"<<<[^\n]{0,80}?>>>")
+_GRADER = r"(?:grader|judge|evaluator|marker|reviewer|verifier|assessor|examiner)s?"
+_INSTRUCTIONS = [
+    re.compile(p, re.IGNORECASE)
+    for p in (
+        r"\b(?:ignore|disregard|forget|override)\s+(?:all\s+|any\s+)?(?:of\s+)?(?:the\s+|your\s+)?"
+        r"(?:previous|prior|above|earlier|preceding|former|system|grading|original)?\s*"
+        r"(?:instructions?|rules|guidelines|directions|prompt|rubric|marking\s+scheme)",
+        rf"\b(?:note|message|instructions?|reminder|hint)s?\s+(?:to|for)\s+(?:the\s+|any\s+)?(?:ai\s+)?{_GRADER}",
+        rf"\b(?:dear|attention|hello|hi)\s*,?\s+(?:the\s+)?(?:ai\s+)?{_GRADER}",
+        r"\b(?:award|give|assign|grant)\s+(?:(?:this|the|my)\s+(?:proof|solution|answer|response|attempt|work)\s+|it\s+|me\s+)?"
+        r"(?:with\s+|a\s+|an\s+|the\s+)?(?:full|maximum|max|perfect|complete|top|highest)\s+(?:marks?|points?|scores?|credit|grade)",
+        r"\b(?:award|give|assign|grant|score|rate|grade)\s+(?:(?:this|the|my)\s+(?:proof|solution|answer|response|attempt|work)|it|me)"
+        r"\s+(?:a\s+)?(?:7|seven)\b",
+        r"\bfull\s+(?:marks|credit)\b",
+        r"\byou\s+(?:must|should|shall|are\s+(?:required|instructed)\s+to|will|have\s+to)\s+"
+        r"(?:award|give|assign|output|grade|score|rate|mark|accept|return)",
+        r"\b(?:this|the|my)\s+(?:proof|solution|answer|response)\s+(?:deserves|should\s+(?:get|receive|be\s+given)|"
+        r"must\s+(?:get|receive|be\s+given))\s+(?:full|7|seven|maximum|a\s+perfect|perfect)",
+        r"\b(?:system|developer)\s+(?:prompt|message|instruction|override)",
+        rf"\bas\s+(?:the|an?)\s+(?:ai\s+)?{_GRADER}\s*,?\s+you\b",
+    )
+]
+
+
+@dataclass
+class Fenced:
+    """A candidate text made safe to put in a judge prompt, and what was neutralised."""
+
+    block: str
+    """The fenced block to insert in the prompt (explanation, markers and the neutralised text)."""
+    text: str
+    """The neutralised text alone."""
+    begin: str
+    end: str
+    findings: list[str] = field(default_factory=list)
+    """One short description per neutralised item; non-empty means the flag is set."""
+
+    @property
+    def flags(self) -> list[str]:
+        return [INJECTION_FLAG] if self.findings else []
+
+    def cut(self, reply: str) -> str:
+        """`reply` without any region between this fence's markers: text a model quotes back is never its verdict."""
+        return cut_fenced(reply, self.begin, self.end)
+
+
+def nonce(*parts: str) -> str:
+    """A 16-hex-digit fence code from the judge name, problem id and the text itself."""
+    return content_id("fence", *parts, length=16)
+
+
+def _sentence_span(text: str, start: int, end: int) -> tuple[int, int]:
+    """The span of the sentence (or line) around text[start:end]."""
+    left = max(text.rfind(c, 0, start) for c in ".!?\n") + 1
+    rights = [i for i in (text.find(c, end) for c in ".!?\n") if i != -1]
+    right = min(rights) + 1 if rights else len(text)
+    if right > 0 and text[right - 1] == "\n":
+        right -= 1
+    return left, right
+
+
+def neutralise(text: str, code: str, *, instructions: bool = True) -> tuple[str, list[str]]:
+    """`text` with fence markers, the fence code, verdict-like tags and (optionally) grader instructions neutralised."""
+    findings: list[str] = []
+    if code in text:
+        findings.append("contains the fence code")
+        text = text.replace(code, "[code removed]")
+    if _MARKER.search(text):
+        findings.append("contains a fence-like marker")
+        text = _MARKER.sub(lambda m: "‹‹‹" + m.group(0)[3:-3] + "›››", text)
+
+    spans: list[tuple[int, int]] = []
+    for pattern in _INSTRUCTIONS if instructions else ():
+        for m in pattern.finditer(text):
+            findings.append(f"instruction to the grader: {m.group(0)[:60]!r}")
+            spans.append(_sentence_span(text, m.start(), m.end()))
+    if spans:
+        spans.sort()
+        merged = [spans[0]]
+        for s, e in spans[1:]:
+            if s <= merged[-1][1]:
+                merged[-1] = (merged[-1][0], max(merged[-1][1], e))
+            else:
+                merged.append((s, e))
+        for s, e in reversed(merged):
+            text = text[:s] + (" " if s and text[s - 1] not in " \n" else "") + REMOVED + text[e:]
+
+    tags = _TAG.findall(text)
+    if tags:
+        names = sorted({name.lower() for _, name, _ in tags})
+        findings.append(f"verdict-like tags: {', '.join(names)}")
+        text = _TAG.sub(lambda m: f"‹{m.group(1)}{m.group(2)}{m.group(3)}›", text)
+    return text, findings
+
+
+def fence(
+    text: str,
+    *,
+    judge: str,
+    problem_id: str,
+    what: str = "PROOF",
+    frame: str = "proof_fence",
+    instructions: bool = True,
+) -> Fenced:
+    """Neutralise `text` and wrap it between unforgeable markers, with the explanation for the judge.
+
+    `frame` is the template of the explanation: `proof_fence` for a candidate's own text,
+    `report_fence` for a grader's report on a candidate (scaffold self-checks), which keeps
+    its sentences (`instructions=False`: a report's own verdict reads like "award full marks")
+    but still loses markers and verdict-like tags it may have quoted from the candidate.
+    """
+    code = nonce(judge, problem_id, text)
+    clean, findings = neutralise(text, code, instructions=instructions)
+    begin, end = f"<<<BEGIN {what} {code}>>>", f"<<<END {what} {code}>>>"
+    block = render(template(frame), what=what.lower(), code=code, begin=begin, end=end, content=clean)
+    return Fenced(block=block, text=clean, begin=begin, end=end, findings=findings)

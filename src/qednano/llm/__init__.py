@@ -1,0 +1,1 @@
+"""The model interface: `LLM` (`client.py`), its engines, the call cache and the tiny local model."""

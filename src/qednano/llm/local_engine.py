@@ -1,0 +1,161 @@
+"""The `transformers` engine: a local model directory run in-process, on CPU or GPU.
+
+Requests that arrive while a batch is decoding wait in a queue; the next batch takes all of
+them (up to `max_batch`, grouped by sampling parameters) and decodes them together, left
+padded, in a worker thread so the event loop stays free. Weights load only as safetensors,
+and remote code runs only when the model recipe sets `trust_remote_code`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from qednano.llm.types import LLMError, ModelConfig, Reply
+
+if TYPE_CHECKING:
+    from transformers import PreTrainedModel, PreTrainedTokenizerBase
+
+log = logging.getLogger(__name__)
+
+DEFAULT_MAX_NEW_TOKENS = 512
+
+
+@dataclass
+class Pending:
+    request: dict[str, Any]
+    future: asyncio.Future[Reply]
+
+    @property
+    def sampling(self) -> tuple[Any, ...]:
+        r = self.request
+        return (r.get("max_tokens") or r.get("max_completion_tokens"), r.get("temperature"), r.get("top_p"))
+
+
+class LocalEngine:
+    """Batches concurrent chat requests into `model.generate` calls."""
+
+    def __init__(self, config: ModelConfig) -> None:
+        self.config = config
+        self.queue: asyncio.Queue[Pending] | None = None
+        self.worker: asyncio.Task[None] | None = None
+        self._loaded: tuple[PreTrainedModel, PreTrainedTokenizerBase] | None = None
+        self._load_lock = threading.Lock()
+        self.batches: list[int] = []
+        """Size of each batch decoded (for tests and benchmarks)."""
+
+    def load(self) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
+        with self._load_lock:
+            if self._loaded is None:
+                try:
+                    import torch
+                    from transformers import AutoModelForCausalLM, AutoTokenizer
+                    from transformers.utils import logging as hf_logging
+                except ImportError as err:
+                    raise LLMError(
+                        "the transformers engine needs the 'local' extra: pip install 'qednano[local]'"
+                    ) from err
+                hf_logging.disable_progress_bar()
+                c = self.config
+                device = c.device if c.device != "auto" else ("cuda" if torch.cuda.is_available() else "cpu")
+                tok = AutoTokenizer.from_pretrained(c.model, trust_remote_code=c.trust_remote_code)
+                tok.padding_side = "left"
+                if tok.pad_token is None:
+                    tok.pad_token = tok.eos_token
+                model = AutoModelForCausalLM.from_pretrained(
+                    c.model,
+                    trust_remote_code=c.trust_remote_code,
+                    use_safetensors=True,
+                    dtype=torch.bfloat16 if device == "cuda" else torch.float32,
+                )
+                model.to(device)  # type: ignore[arg-type]  # transformers' stubs wrap .to
+                model.eval()
+                self._loaded = (model, tok)
+                log.info("loaded %s on %s", c.model, device)
+            return self._loaded
+
+    async def send(self, request: dict[str, Any], timeout: float) -> Reply:
+        # One worker per event loop: a worker (and its queue) left by an earlier
+        # `asyncio.run` is dead, and requests queued for it would wait forever.
+        if (
+            self.queue is None
+            or self.worker is None
+            or self.worker.done()
+            or self.worker.get_loop() is not asyncio.get_running_loop()
+        ):
+            self.queue = asyncio.Queue()
+            self.worker = asyncio.create_task(self._run())
+        future: asyncio.Future[Reply] = asyncio.get_running_loop().create_future()
+        await self.queue.put(Pending(request, future))
+        return await future
+
+    async def _run(self) -> None:
+        assert self.queue is not None
+        while True:
+            first = await self.queue.get()
+            await asyncio.sleep(0)  # let requests issued in the same tick join this batch
+            batch = [first]
+            while not self.queue.empty() and len(batch) < self.config.max_batch:
+                batch.append(self.queue.get_nowait())
+            groups: dict[tuple[Any, ...], list[Pending]] = {}
+            for p in batch:
+                groups.setdefault(p.sampling, []).append(p)
+            for group in groups.values():
+                live = [p for p in group if not p.future.done()]
+                if not live:
+                    continue
+                try:
+                    replies = await asyncio.to_thread(self._generate, [p.request for p in live])
+                except Exception as err:  # a failed batch fails its callers, not the worker
+                    for p in live:
+                        if not p.future.done():
+                            p.future.set_exception(LLMError(f"local generation failed: {err}"))
+                    continue
+                for p, reply in zip(live, replies, strict=True):
+                    if not p.future.done():
+                        p.future.set_result(reply)
+
+    def _generate(self, requests: list[dict[str, Any]]) -> list[Reply]:
+        import torch
+
+        model, tok = self.load()
+        first = requests[0]
+        max_new = first.get("max_tokens") or first.get("max_completion_tokens") or DEFAULT_MAX_NEW_TOKENS
+        temperature = first.get("temperature", 1.0)
+        prompts = [tok.apply_chat_template(r["messages"], add_generation_prompt=True, tokenize=False) for r in requests]
+        enc = tok(prompts, return_tensors="pt", padding=True, add_special_tokens=False).to(model.device)
+        sampling: dict[str, Any] = {"do_sample": bool(temperature)}
+        if temperature:
+            sampling.update(temperature=temperature, top_p=first.get("top_p") or 1.0, top_k=0)
+        with torch.inference_mode():
+            out = model.generate(  # type: ignore[operator]  # stubs type generate as a Tensor
+                **enc, max_new_tokens=max_new, pad_token_id=tok.pad_token_id, **sampling
+            )
+        self.batches.append(len(requests))
+        new = out[:, enc["input_ids"].shape[1] :]
+        # generate() stops at any id of the generation config's eos list (Qwen: <|im_end|> and
+        # <|endoftext|>) and pads the finished rows; any of them ends the text, not just the tokenizer's.
+        eos = model.generation_config.eos_token_id
+        stops = {tok.eos_token_id, *(eos if isinstance(eos, list) else [eos])} - {None}
+        replies = []
+        for row, mask in zip(new.tolist(), enc["attention_mask"].tolist(), strict=True):
+            stop = next((i for i, t in enumerate(row) if t in stops), None)
+            ids = row if stop is None else row[:stop]
+            replies.append(
+                Reply(
+                    content=str(tok.decode(ids, skip_special_tokens=True)),
+                    reasoning=None,
+                    input_tokens=int(sum(mask)),
+                    output_tokens=len(ids) + (stop is not None),
+                    finish_reason="stop" if stop is not None else "length",
+                )
+            )
+        return replies
+
+    async def aclose(self) -> None:
+        if self.worker is not None:
+            self.worker.cancel()
+            self.worker = self.queue = None

@@ -1,0 +1,1 @@
+"""Test servers and harnesses: the loopback OpenAI-compatible server, GPU-like timing, chaos runs."""
