@@ -19,6 +19,7 @@ and the field. Subsets (`subsets`, `categories`, `ids`, `limit`) select from the
 - `table`: any CSV, JSONL, JSON or parquet file (or dataset) with a column mapping
   (`tables.py`, which also holds the selection shared by all table sources).
 - `file`: JSONL of `Problem` records, the native form.
+- `builtin`: generated problems of the built-in proof domain (`builtin/source.py`).
 """
 
 from __future__ import annotations
@@ -47,11 +48,13 @@ from qednano.benchmarks.tables import (
     keep_matching,
     select,
 )
+from qednano.builtin.source import BuiltinSource
 from qednano.config import ConfigError, find_file
 from qednano.records import Problem
 from qednano.store import read_jsonl
 
 __all__ = [
+    "BuiltinSource",
     "IMOAnswerBench",
     "IMOGradingBench",
     "IMOProofBench",
@@ -193,7 +196,8 @@ ProblemSource = Annotated[
     | Annotated[MathArena, Tag("matharena")]
     | Annotated[IMOGradingBench, Tag("imo-gradingbench")]
     | Annotated[MathArenaGradingBench, Tag("matharena-gradingbench")]
-    | Annotated[Table, Tag("table")],
+    | Annotated[Table, Tag("table")]
+    | Annotated[BuiltinSource, Tag("builtin")],
     Discriminator(source_tag),
 ]
 """A recipe's `problems:` block, picked by `source` (default `file`)."""

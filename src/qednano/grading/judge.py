@@ -36,6 +36,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import Field
 
+from qednano.builtin.judge import BuiltinJudge
 from qednano.config import Strict
 from qednano.grading.answers import AnswerJudge
 from qednano.grading.fence import fence
@@ -198,5 +199,6 @@ class ProofJudge(Strict):
         return grade_of(float(combined), explanation, transcript)
 
 
-JudgeConfig = Annotated[ProofJudge | AnswerJudge, Field(discriminator="kind")]
-"""A recipe's judge, picked by `kind`: `proof` (ProofJudge) or `answer` (AnswerJudge)."""
+JudgeConfig = Annotated[ProofJudge | AnswerJudge | BuiltinJudge, Field(discriminator="kind")]
+"""A recipe's judge, picked by `kind`: `proof` (ProofJudge), `answer` (AnswerJudge) or `builtin`
+(BuiltinJudge, the built-in domain's exact judge)."""

@@ -234,6 +234,10 @@ class LLM:
             from qednano.llm.local_engine import LocalEngine
 
             return LocalEngine(self.config)
+        if self.config.engine == "builtin-teacher":
+            from qednano.llm.teacher_engine import TeacherEngine
+
+            return TeacherEngine(self.config)
         from qednano.llm.openai_engine import OpenAIEngine
 
         return OpenAIEngine(self.config, http_client)

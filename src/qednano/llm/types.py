@@ -19,7 +19,9 @@ class ModelConfig(Strict):
 
     name: str = ""
     """Human-readable name (the recipe file's stem when referenced by name)."""
-    engine: Literal["openai", "transformers"] = "openai"
+    engine: Literal["openai", "transformers", "builtin-teacher"] = "openai"
+    """`openai` (any OpenAI-compatible server), `transformers` (in-process), or `builtin-teacher`
+    (the built-in domain's offline teacher; its settings ride in `extra_body`)."""
     model: str
     """Model id sent to the server, or the local model directory for `transformers`."""
     base_urls: list[str] = Field(default_factory=lambda: ["http://localhost:8000/v1"])

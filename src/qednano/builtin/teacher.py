@@ -1,0 +1,128 @@
+"""The built-in teacher: proofs (imperfect ones included) for the SFT set, written from the prompt alone.
+
+The generate stage of the BUILTIN flow's DATA half (`qednano generate` -> `grade` -> `export`):
+the `builtin-teacher` engine (`llm/teacher_engine.py`) answers each chat request with
+`answer()`, so the teacher's text passes through the `LLM` class (call cache, token
+accounting, truncation at `max_tokens`) like any model's. The teacher reads the instance
+from the prompt (the statement lines, wherever they are), finds a derivation (`domain.solve`)
+and writes it; with probability `error_rate` it makes one mistake of a kind drawn from
+`errors`, as the paper's distillation data is not all correct either:
+
+- `skip_justification`: one step states its fact with no rule cited;
+- `wrong_citation`: one step cites another rule (a trap for the same fact when there is one);
+- `distractor_step`: one valid but irrelevant step (a dead-end rule) is inserted;
+- `truncate`: the proof stops after a random number of steps, without `qed`.
+
+With `think`, the proof is preceded by a backward search trace (`need`, `try`, `fail`
+lines, dead ends included) and `</think>`: the reasoning that a model recipe with
+`reasoning_delimiter: </think>` splits off, whose length grows with the traps on the way.
+A summarise request (a prompt with a `### LATEST CANDIDATE SOLUTION` section, the RC
+summariser's) is answered with the facts the candidate established (`known : ...`).
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import replace
+
+from qednano.builtin.check import judge_line
+from qednano.builtin.domain import Instance, Step, parse_statement, solve
+
+ERRORS = ("skip_justification", "wrong_citation", "distractor_step", "truncate")
+CANDIDATE = "### LATEST CANDIDATE SOLUTION"
+NO_PROBLEM = "I cannot find a built-in problem (given, rules, goal) in this prompt."
+
+
+def with_error(instance: Instance, steps: list[Step], kind: str, rng: random.Random) -> list[Step] | None:
+    """`steps` with one mistake of `kind`; None when this proof offers no place for it."""
+    i = rng.randrange(len(steps))
+    step = steps[i]
+    if kind == "skip_justification":
+        return [*steps[:i], Step(step.fact, None, ()), *steps[i + 1 :]]
+    if kind == "wrong_citation":
+        traps = [r.name for r in instance.rules if r.head == step.fact and r.name != step.rule]
+        others = [r.name for r in instance.rules if r.name != step.rule]
+        if not others:
+            return None
+        return [*steps[:i], replace(step, rule=rng.choice(traps or others)), *steps[i + 1 :]]
+    if kind == "distractor_step":
+        useful = instance.useful()
+        places = []
+        for at in range(len(steps) + 1):
+            known = set(instance.given) | {s.fact for s in steps[:at]}
+            places += [
+                (at, r) for r in instance.rules if set(r.body) <= known and r.head not in known | useful
+            ]
+        if not places:
+            return None
+        at, rule = rng.choice(places)
+        return [*steps[:at], Step(rule.head, rule.name, rule.body), *steps[at:]]
+    if kind == "truncate":
+        return steps[: rng.randrange(1, len(steps))] if len(steps) > 1 else None
+    raise ValueError(f"unknown teacher error {kind!r} (known: {', '.join(ERRORS)})")
+
+
+def trace(instance: Instance) -> list[str]:
+    """A depth-first backward search from the goal, in statement rule order, dead ends included."""
+    lines: list[str] = []
+    state: dict[str, bool] = {f: True for f in instance.given}
+
+    def derive(fact: str) -> bool:
+        if fact in state:
+            return state[fact]
+        lines.append(f"need {fact}")
+        state[fact] = False  # no rule may lean on a fact still being searched
+        for rule in (r for r in instance.rules if r.head == fact):
+            lines.append(f"try {fact} {rule.name}")
+            if all(derive(p) for p in rule.body):
+                state[fact] = True
+                lines.append(f"got {fact}")
+                return True
+        lines.append(f"fail {fact}")
+        return False
+
+    derive(instance.goal)
+    return lines
+
+
+def summary(statement: Instance, candidate: str) -> str:
+    """What the candidate established, in one line (`known : ...`), for the RC summariser's role."""
+    established = set(statement.given)
+    useful = statement.useful()
+    known = []
+    for text in candidate.split("</think>")[-1].splitlines():
+        line = " ".join(text.split())
+        if line == "qed":
+            break
+        faults, _ = judge_line(statement, line, established, useful)
+        if "invalid step" not in faults and line.split(" ", 1)[0] not in known:
+            known.append(line.split(" ", 1)[0])
+    return "known : " + (" ".join(known) if known else "none")
+
+
+def answer(
+    prompt: str, rng: random.Random, *, error_rate: float = 0.0, errors: tuple[str, ...] = ERRORS, think: bool = False
+) -> tuple[str, str | None]:
+    """The teacher's reply to one prompt, and the mistake it made (None for a clean proof)."""
+    head, _, candidate = prompt.partition(CANDIDATE)
+    instance = parse_statement(head if candidate else prompt)
+    if instance is None:
+        return NO_PROBLEM, None
+    if candidate:
+        return summary(instance, candidate), None
+    found = solve(instance)
+    if found is None:
+        return "The goal does not follow from the given facts.\nqed", None
+    steps = list(found)
+    made = None
+    if errors and rng.random() < error_rate:
+        kinds = list(errors)
+        rng.shuffle(kinds)
+        for kind in kinds:  # the first kind this proof has room for
+            changed = with_error(instance, steps, kind, rng)
+            if changed is not None:
+                steps, made = changed, kind
+                break
+    body = [s.line() for s in steps] + ([] if made == "truncate" else ["qed"])
+    reasoning = ["<think>", *trace(instance), "</think>"] if think else []
+    return "\n".join(reasoning + body), made
