@@ -131,7 +131,7 @@ def walk(
     reached = instance.goal in established
     if concluded and not reached:
         out.flags.append("unjustified_conclusion")
-    if truncated or not reached:
+    if truncated or not (reached or concluded):
         out.flags.append("truncated")
     out.flags = list(dict.fromkeys(out.flags))
     out.earned = {fact: (pts if fact in established else 0) for fact, pts in checkpoints}

@@ -1,9 +1,10 @@
 """The built-in proof domain: derive a goal fact from given facts with Horn rules, distractors included.
 
 The BUILTIN flow's problems (ARCHITECTURE, flow BUILTIN): `generate(seed, difficulty)` builds
-one `Instance` deterministically from its seed; `to_problem()` turns it into a `Problem` with
-its statement, reference proof (`solution`), and rubric in the canonical rubric form
-(`grading/rubrics.py`), which `check.py` then applies exactly.
+one `Instance` deterministically from its seed; `source.py` turns it into a `Problem` with
+its statement, reference proof (`solution`), and `rubric()` in the canonical rubric form
+(`grading/rubrics.py`), which `check.py` then applies exactly. This module imports nothing
+of the package: the engine, judge and source unions above it name the domain in place.
 
 A statement (every token separated by spaces, one item a line):
 
@@ -49,7 +50,7 @@ MIN_DIFFICULTY = 1
 MAX_DIFFICULTY = 10
 
 STEP = re.compile(r"^(p\d+)(?: by (\S+))?(?: from((?: p\d+)+))?$")
-"""One proof line: fact, optional `by RULE`, optional `from PREMISES` (parse.py tells what is missing)."""
+"""One proof line: fact, optional `by RULE`, optional `from PREMISES` (`check.py` judges what is missing)."""
 RULE = re.compile(r"^(r\d+) : ((?:p\d+ )+)-> (p\d+)$")
 GIVEN = re.compile(r"^given :((?: p\d+)+)$")
 GOAL = re.compile(r"^goal : (p\d+)$")

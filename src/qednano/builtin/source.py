@@ -4,7 +4,7 @@ The first stage of the BUILTIN flow: `count` problems of one `split`, generated 
 `seed` with difficulties cycling over `difficulty` (lo..hi), each a `Problem` with its
 statement, reference proof and rubric (`domain.py`). The split is part of every problem's
 generator seed, so the training and held-out problems never share a seed; ids say split,
-seed, index and difficulty (`builtin-train-s0-0007-d3`).
+seed, index and difficulty (`builtin-train-s0-0007-d03`).
 """
 
 from __future__ import annotations
@@ -29,7 +29,7 @@ def problem(split: str, seed: int, index: int, difficulty: int) -> Problem:
     """One built-in problem as a `Problem` record."""
     instance = generate(instance_seed(split, seed, index), difficulty)
     return Problem(
-        id=f"builtin-{split}-s{seed}-{index:04d}-d{difficulty}",
+        id=f"builtin-{split}-s{seed}-{index:04d}-d{difficulty:02d}",
         statement=instance.statement(),
         solution=instance.proof(),
         rubric=rubric(instance),
@@ -37,7 +37,7 @@ def problem(split: str, seed: int, index: int, difficulty: int) -> Problem:
         source="builtin",
         metadata={
             "subset": split,
-            "category": f"difficulty {difficulty}",
+            "category": f"difficulty {difficulty:02d}",
             "difficulty": difficulty,
             "proof_steps": instance.proof_steps(),
             "rules": len(instance.rules),

@@ -16,8 +16,9 @@ and writes it; with probability `error_rate` it makes one mistake of a kind draw
 With `think`, the proof is preceded by a backward search trace (`need`, `try`, `fail`
 lines, dead ends included) and `</think>`: the reasoning that a model recipe with
 `reasoning_delimiter: </think>` splits off, whose length grows with the traps on the way.
-A summarise request (a prompt with a `### LATEST CANDIDATE SOLUTION` section, the RC
-summariser's) is answered with the facts the candidate established (`known : ...`).
+A summarise request (the RC summariser's: a prompt with a `candidate :` line, as in
+`prompts/builtin_rc_summarize.md`, or a `### LATEST CANDIDATE SOLUTION` heading) is answered
+with the facts the candidate established or its trace got (`known : ...`).
 """
 
 from __future__ import annotations
@@ -29,7 +30,8 @@ from qednano.builtin.check import judge_line
 from qednano.builtin.domain import Instance, Step, parse_statement, solve
 
 ERRORS = ("skip_justification", "wrong_citation", "distractor_step", "truncate")
-CANDIDATE = "### LATEST CANDIDATE SOLUTION"
+CANDIDATES = ("candidate :", "### LATEST CANDIDATE SOLUTION")
+"""What marks a summarise request: the built-in summary template's line, or the generic template's heading."""
 NO_PROBLEM = "I cannot find a built-in problem (given, rules, goal) in this prompt."
 
 
@@ -50,9 +52,7 @@ def with_error(instance: Instance, steps: list[Step], kind: str, rng: random.Ran
         places = []
         for at in range(len(steps) + 1):
             known = set(instance.given) | {s.fact for s in steps[:at]}
-            places += [
-                (at, r) for r in instance.rules if set(r.body) <= known and r.head not in known | useful
-            ]
+            places += [(at, r) for r in instance.rules if set(r.body) <= known and r.head not in known | useful]
         if not places:
             return None
         at, rule = rng.choice(places)
@@ -89,14 +89,20 @@ def summary(statement: Instance, candidate: str) -> str:
     """What the candidate established, in one line (`known : ...`), for the RC summariser's role."""
     established = set(statement.given)
     useful = statement.useful()
-    known = []
-    for text in candidate.split("</think>")[-1].splitlines():
+    known: list[str] = []
+    for text in candidate.splitlines():
         line = " ".join(text.split())
         if line == "qed":
             break
-        faults, _ = judge_line(statement, line, established, useful)
-        if "invalid step" not in faults and line.split(" ", 1)[0] not in known:
-            known.append(line.split(" ", 1)[0])
+        words = line.split()
+        if len(words) == 2 and words[0] == "got" and words[1] not in known:
+            known.append(words[1])  # a fact the search trace derived
+        elif (
+            words
+            and words[0] not in known
+            and "invalid step" not in judge_line(statement, line, established, useful)[0]
+        ):
+            known.append(words[0])
     return "known : " + (" ".join(known) if known else "none")
 
 
@@ -104,7 +110,11 @@ def answer(
     prompt: str, rng: random.Random, *, error_rate: float = 0.0, errors: tuple[str, ...] = ERRORS, think: bool = False
 ) -> tuple[str, str | None]:
     """The teacher's reply to one prompt, and the mistake it made (None for a clean proof)."""
-    head, _, candidate = prompt.partition(CANDIDATE)
+    head, candidate = prompt, ""
+    for marker in CANDIDATES:
+        if marker in prompt:
+            head, _, candidate = prompt.partition(marker)
+            break
     instance = parse_statement(head if candidate else prompt)
     if instance is None:
         return NO_PROBLEM, None

@@ -54,7 +54,9 @@ class TeacherEngine:
         errors = settings.pop("errors", list(ERRORS))
         think = settings.pop("think", False)
         if settings or not isinstance(error_rate, int | float) or not 0 <= error_rate <= 1:
-            raise LLMError(f"builtin-teacher: extra_body takes error_rate (0..1), errors, think; got {request.get('extra_body')}")
+            raise LLMError(
+                f"builtin-teacher: extra_body takes error_rate (0..1), errors, think; got {request.get('extra_body')}"
+            )
         unknown = [e for e in errors if e not in ERRORS]
         if unknown:
             raise LLMError(f"builtin-teacher: unknown errors {unknown} (known: {', '.join(ERRORS)})")

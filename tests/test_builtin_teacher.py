@@ -1,0 +1,166 @@
+"""The built-in teacher: its mistakes cost what the rubric says, and it runs offline through `qednano generate` and `grade`.
+
+The teacher's text goes through the real `LLM` class (the `builtin-teacher` engine), so the
+call cache, token accounting and `max_tokens` truncation apply as to any model.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import random
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from qednano import config as cfg
+from qednano.builtin.check import check
+from qednano.builtin.source import BuiltinSource
+from qednano.builtin.teacher import ERRORS, answer
+from qednano.cli import main
+from qednano.eval.cells import EvalRecipe
+from qednano.eval.runs import RunRecipe
+from qednano.llm.client import LLM
+from qednano.llm.types import LLMError, ModelConfig
+from qednano.prompts import render, template
+from qednano.records import Attempt, Grade
+
+PROBLEMS = BuiltinSource(count=40, difficulty=(1, 8)).load()
+EXPECTED = {
+    "skip_justification": "unjustified_conclusion",
+    "wrong_citation": "wrong_citation",
+    "distractor_step": "distractor_step",
+}
+
+
+@pytest.mark.parametrize("kind", ERRORS)
+def test_each_teacher_mistake_gets_the_rubrics_deduction(kind: str) -> None:
+    for i, p in enumerate(PROBLEMS):
+        text, made = answer(p.statement, random.Random(i), error_rate=1.0, errors=(kind,))
+        assert made == kind
+        result = check(p.statement, p.rubric, text)
+        if kind == "truncate":
+            assert result.points is not None and result.points < 7 and "truncated" in result.flags
+        else:
+            assert (result.points, result.flags) == (6.0, [EXPECTED[kind]]), (p.id, text)
+
+
+def test_a_clean_teacher_writes_the_shortest_proof_and_thinks_when_asked() -> None:
+    for p in PROBLEMS[:10]:
+        text, made = answer(render(template("builtin_proof"), problem=p.statement), random.Random(0))
+        assert made is None and text.count("\n") == p.solution.count("\n")
+        assert check(p.statement, p.rubric, text).points == 7.0
+        thought, _ = answer(p.statement, random.Random(0), think=True)
+        reasoning, _, proof = thought.partition("</think>")
+        assert reasoning.startswith("<think>\nneed ") and proof.strip() == text
+
+
+def teacher(**extra: Any) -> ModelConfig:
+    return ModelConfig(engine="builtin-teacher", model="builtin-teacher", **extra)
+
+
+def test_the_teacher_passes_through_the_llm_class_with_truncation_and_accounting() -> None:
+    p = PROBLEMS[-1]  # difficulty 8: about 22 steps, over 100 tokens
+    llm = LLM(teacher(max_tokens=40))
+    done = asyncio.run(llm.complete([{"role": "user", "content": p.statement}]))
+    assert done.truncated and done.finish_reason == "length" and done.output_tokens == 40
+    assert llm.stats.sent == 1 and done.input_tokens > 40
+    result = check(p.statement, p.rubric, done.text, truncated=True)
+    assert "truncated" in result.flags and result.points is not None and result.points < 7
+    think = LLM(teacher(reasoning_delimiter="</think>", extra_body={"think": True}))
+    split = asyncio.run(think.complete([{"role": "user", "content": p.statement}]))
+    assert split.reasoning.startswith("need ") and check(p.statement, p.rubric, split.text).points == 7.0
+
+
+def test_the_teacher_summarises_what_a_candidate_established() -> None:
+    p = PROBLEMS[3]
+    candidate = "\n".join(p.solution.splitlines()[:2])
+    prompt = render(template("builtin_rc_summarize"), problem=p.statement, summary="none", candidate=candidate)
+    text, _ = answer(prompt, random.Random(0))
+    facts = [line.split()[0] for line in p.solution.splitlines()[:2]]
+    assert text == "known : " + " ".join(facts)
+
+
+def test_bad_teacher_settings_fail_the_call_with_the_reason() -> None:
+    with pytest.raises(LLMError, match="unknown errors"):
+        asyncio.run(LLM(teacher(extra_body={"errors": ["typo"]})).complete([{"role": "user", "content": "x"}]))
+    with pytest.raises(LLMError, match="error_rate"):
+        asyncio.run(LLM(teacher(extra_body={"error_rate": 2})).complete([{"role": "user", "content": "x"}]))
+
+
+def write_recipe(tmp_path: Path, error_rate: float, count: int = 60) -> Path:
+    model = {
+        "engine": "builtin-teacher",
+        "model": "builtin-teacher",
+        "seed": 1,
+        "extra_body": {"error_rate": error_rate},
+    }
+    recipe = {
+        "run_dir": str(tmp_path / f"run-{error_rate}"),
+        "problems": {"source": "builtin", "split": "train", "count": count, "difficulty": [1, 8]},
+        "models": {"policy": model, "judge": model},
+        "scaffold": {"name": "direct", "prompt": "builtin_proof"},
+        "samples": 2,
+        "judges": [{"kind": "builtin"}],
+    }
+    path = tmp_path / f"teacher-{error_rate}.yaml"
+    path.write_text(yaml.safe_dump(recipe))
+    return path
+
+
+def grades(run_dir: Path) -> list[Grade]:
+    (file,) = (run_dir / "grades").glob("*.jsonl")
+    return [Grade.model_validate_json(line) for line in file.read_text().splitlines()]
+
+
+def test_teacher_data_through_generate_and_grade_offline_and_the_error_rate_shows(tmp_path: Path) -> None:
+    recipe = write_recipe(tmp_path, 0.4)
+    assert main(["generate", str(recipe)]) == 0
+    assert main(["grade", str(recipe)]) == 0
+    run = tmp_path / "run-0.4"
+    attempts = [Attempt.model_validate_json(line) for line in (run / "attempts.jsonl").read_text().splitlines()]
+    assert len(attempts) == 120 and all(a.transcript[0].model == "builtin-teacher" for a in attempts)
+    assert len({a.proof for a in attempts if a.sample == 0} ^ {a.proof for a in attempts if a.sample == 1}) > 0
+    graded = grades(run)
+    assert len(graded) == 120 and all(g.points is not None for g in graded)
+    imperfect = [g for g in graded if g.points < 7]
+    assert 0.3 <= len(imperfect) / len(graded) <= 0.5  # one mistake in 40% of proofs
+    assert all(g.flags for g in imperfect) and not any(g.flags for g in graded if g.points == 7)
+    kinds = Counter(f for g in imperfect for f in g.flags)
+    assert {"unjustified_conclusion", "wrong_citation", "distractor_step", "truncated"} <= set(kinds)
+    # Resume: nothing is generated or graded twice.
+    assert main(["generate", str(recipe)]) == 0 and main(["grade", str(recipe)]) == 0
+    assert len((run / "attempts.jsonl").read_text().splitlines()) == 120 and len(grades(run)) == 120
+    stats = [json.loads(line) for line in (run / "call_stats.jsonl").read_text().splitlines()]
+    assert sum(s["sent"] for s in stats) == 120
+
+
+def test_a_teacher_without_errors_scores_full_marks(tmp_path: Path) -> None:
+    recipe = write_recipe(tmp_path, 0.0, count=20)
+    assert main(["generate", str(recipe)]) == 0 and main(["grade", str(recipe)]) == 0
+    assert {g.points for g in grades(tmp_path / "run-0.0")} == {7.0}
+
+
+def test_the_shipped_builtin_recipes_load() -> None:
+    run = cfg.load("builtin/teacher", [], RunRecipe)
+    assert run.problems.source == "builtin" and run.judges[0].kind == "builtin"
+    assert run.models.policy is not None and run.models.policy.engine == "builtin-teacher"
+    evaluation = cfg.load("builtin/eval", [], EvalRecipe)
+    assert set(evaluation.scaffolds) == {"direct", "reasoning_cache", "rsa"}
+    bench = evaluation.benchmarks["builtin"]
+    assert bench.judge.kind == "builtin" and bench.problems.source == "builtin"
+    assert {p.metadata["subset"] for p in bench.problems.load()} == {"heldout"}
+
+
+def test_the_builtin_eval_runs_offline_with_three_scaffolds(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    args = ["eval", "builtin/eval", "samples=1", "benchmarks.builtin.problems.count=6"]
+    assert main(args) == 0
+    report = json.loads((tmp_path / "runs" / "builtin-eval" / "report.json").read_text())
+    scores = {s["scaffold"]: s for s in report["summaries"]}
+    assert set(scores) == {"direct", "reasoning_cache", "rsa"}
+    cell = tmp_path / "runs" / "builtin-eval" / "builtin" / "teacher" / "reasoning_cache"
+    assert len(grades(cell)) == 6 and all(g.points is not None for g in grades(cell))
