@@ -164,3 +164,32 @@ def test_the_builtin_eval_runs_offline_with_three_scaffolds(tmp_path: Path, monk
     assert set(scores) == {"direct", "reasoning_cache", "rsa"}
     cell = tmp_path / "runs" / "builtin-eval" / "builtin" / "teacher" / "reasoning_cache"
     assert len(grades(cell)) == 6 and all(g.points is not None for g in grades(cell))
+
+
+def test_reasoning_cache_lets_a_thinking_teacher_finish_what_one_turn_cannot(tmp_path: Path) -> None:
+    """Under 256 tokens a call, a difficulty-8 trace plus proof does not fit one turn; the summary's facts shorten the next trace."""
+    model = {
+        "engine": "builtin-teacher",
+        "model": "builtin-teacher",
+        "max_tokens": 256,
+        "reasoning_delimiter": "</think>",
+        "extra_body": {"think": True},
+    }
+    points = {}
+    for scaffold in (
+        {"name": "direct", "prompt": "builtin_proof"},
+        {"name": "reasoning_cache", "solve_template": "builtin_rc_solve", "summary_template": "builtin_rc_summarize"},
+    ):
+        recipe = {
+            "run_dir": str(tmp_path / scaffold["name"]),
+            "problems": {"source": "builtin", "split": "heldout", "count": 4, "difficulty": [8, 8]},
+            "models": {"policy": model, "judge": model},
+            "scaffold": scaffold,
+            "judges": [{"kind": "builtin"}],
+        }
+        path = tmp_path / f"{scaffold['name']}.yaml"
+        path.write_text(yaml.safe_dump(recipe))
+        assert main(["generate", str(path)]) == 0 and main(["grade", str(path)]) == 0
+        points[scaffold["name"]] = [g.points for g in grades(tmp_path / scaffold["name"])]
+    assert points["direct"] == [0.0] * 4
+    assert points["reasoning_cache"] == [7.0] * 4

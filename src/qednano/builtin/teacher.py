@@ -18,12 +18,15 @@ lines, dead ends included) and `</think>`: the reasoning that a model recipe wit
 `reasoning_delimiter: </think>` splits off, whose length grows with the traps on the way.
 A summarise request (the RC summariser's: a prompt with a `candidate :` line, as in
 `prompts/builtin_rc_summarize.md`, or a `### LATEST CANDIDATE SOLUTION` heading) is answered
-with the facts the candidate established or its trace got (`known : ...`).
+with the facts the existing summary carried and the candidate established or its trace got
+(`known : ...`); a solve prompt that carries such a summary gets a trace that does not search
+those facts again, which is how Reasoning Cache lets a later turn finish within its budget.
 """
 
 from __future__ import annotations
 
 import random
+import re
 from dataclasses import replace
 
 from qednano.builtin.check import judge_line
@@ -33,6 +36,17 @@ ERRORS = ("skip_justification", "wrong_citation", "distractor_step", "truncate")
 CANDIDATES = ("candidate :", "### LATEST CANDIDATE SOLUTION")
 """What marks a summarise request: the built-in summary template's line, or the generic template's heading."""
 NO_PROBLEM = "I cannot find a built-in problem (given, rules, goal) in this prompt."
+KNOWN = re.compile(r"known :((?: p\d+)+)")
+"""A summary's facts, wherever the summary sits in the prompt (`summary : known : p3 p7`)."""
+
+
+def known_facts(text: str, instance: Instance) -> list[str]:
+    """The facts a summary in `text` carries that do follow from the given facts (the teacher checks)."""
+    derivable = instance.derivable()
+    out: list[str] = []
+    for m in KNOWN.finditer(text):
+        out += [f for f in m.group(1).split() if f in derivable and f not in out]
+    return out
 
 
 def with_error(instance: Instance, steps: list[Step], kind: str, rng: random.Random) -> list[Step] | None:
@@ -62,10 +76,14 @@ def with_error(instance: Instance, steps: list[Step], kind: str, rng: random.Ran
     raise ValueError(f"unknown teacher error {kind!r} (known: {', '.join(ERRORS)})")
 
 
-def trace(instance: Instance) -> list[str]:
-    """A depth-first backward search from the goal, in statement rule order, dead ends included."""
+def trace(instance: Instance, known: list[str] | tuple[str, ...] = ()) -> list[str]:
+    """A depth-first backward search from the goal, in statement rule order, dead ends included.
+
+    Facts in `known` (carried by a Reasoning Cache summary) are not searched again, so a
+    later turn's trace is shorter by what the earlier turns found.
+    """
     lines: list[str] = []
-    state: dict[str, bool] = {f: True for f in instance.given}
+    state: dict[str, bool] = {f: True for f in (*instance.given, *known)}
 
     def derive(fact: str) -> bool:
         if fact in state:
@@ -85,11 +103,11 @@ def trace(instance: Instance) -> list[str]:
     return lines
 
 
-def summary(statement: Instance, candidate: str) -> str:
-    """What the candidate established, in one line (`known : ...`), for the RC summariser's role."""
-    established = set(statement.given)
+def summary(statement: Instance, candidate: str, prior: list[str]) -> str:
+    """The `prior` summary's facts and what the candidate established or its trace got, in one line (`known : ...`)."""
+    established = set(statement.given) | set(prior)
     useful = statement.useful()
-    known: list[str] = []
+    known: list[str] = list(prior)
     for text in candidate.splitlines():
         line = " ".join(text.split())
         if line == "qed":
@@ -118,8 +136,10 @@ def answer(
     instance = parse_statement(head if candidate else prompt)
     if instance is None:
         return NO_PROBLEM, None
+    prior = known_facts(head, instance)
     if candidate:
-        return summary(instance, candidate), None
+        # A thinking teacher opens and closes an empty thought, so the summary is its final text.
+        return ("<think>\n</think>\n" if think else "") + summary(instance, candidate, prior), None
     found = solve(instance)
     if found is None:
         return "The goal does not follow from the given facts.\nqed", None
@@ -134,5 +154,5 @@ def answer(
                 steps, made = changed, kind
                 break
     body = [s.line() for s in steps] + ([] if made == "truncate" else ["qed"])
-    reasoning = ["<think>", *trace(instance), "</think>"] if think else []
+    reasoning = ["<think>", *trace(instance, prior), "</think>"] if think else []
     return "\n".join(reasoning + body), made
