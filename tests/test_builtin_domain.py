@@ -12,6 +12,7 @@ from qednano.benchmarks.sources import ProblemSource
 from qednano.builtin.check import check
 from qednano.builtin.domain import generate, parse_statement, solve
 from qednano.builtin.source import BuiltinSource
+from qednano.data.schema import RLProblem
 from qednano.grading.rubrics import check_rubric
 
 
@@ -68,8 +69,14 @@ def test_recipes_name_builtin_problems_and_bad_ranges_are_refused() -> None:
     adapter: TypeAdapter[object] = TypeAdapter(ProblemSource)
     source = adapter.validate_python({"source": "builtin", "split": "heldout", "count": 5, "difficulty": [3, 3]})
     assert isinstance(source, BuiltinSource)
-    assert [p.metadata["difficulty"] for p in source.load()] == [3] * 5
+    assert [p.metadata["level"] for p in source.load()] == [3] * 5
     with pytest.raises(ValidationError, match="difficulty"):
         adapter.validate_python({"source": "builtin", "difficulty": [4, 11]})
     with pytest.raises(ValidationError):
         adapter.validate_python({"source": "builtin", "split": "test"})
+
+
+def test_the_difficulty_knob_is_not_the_rl_sets_measured_difficulty() -> None:
+    (p,) = BuiltinSource(count=1, difficulty=(6, 6)).load()
+    assert p.metadata["level"] == 6
+    assert RLProblem.from_problem(p).difficulty is None  # measured later from the base model's grades

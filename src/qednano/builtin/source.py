@@ -4,7 +4,8 @@ The first stage of the BUILTIN flow: `count` problems of one `split`, generated 
 `seed` with difficulties cycling over `difficulty` (lo..hi), each a `Problem` with its
 statement, reference proof and rubric (`domain.py`). The split is part of every problem's
 generator seed, so the training and held-out problems never share a seed; ids say split,
-seed, index and difficulty (`builtin-train-s0-0007-d03`).
+seed, index and difficulty (`builtin-train-s0-0007-d03`); the difficulty knob is
+`metadata.level` (`metadata.difficulty` is the RL set's measured mean grade, data/schema.py).
 """
 
 from __future__ import annotations
@@ -38,7 +39,8 @@ def problem(split: str, seed: int, index: int, difficulty: int) -> Problem:
         metadata={
             "subset": split,
             "category": f"difficulty {difficulty:02d}",
-            "difficulty": difficulty,
+            # Not `difficulty`: in the RL set that key is the base model's mean grade (data/schema.py).
+            "level": difficulty,
             "proof_steps": instance.proof_steps(),
             "rules": len(instance.rules),
         },
