@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import random
 import statistics
 
 import pytest
@@ -10,8 +11,9 @@ from pydantic import TypeAdapter, ValidationError
 
 from qednano.benchmarks.sources import ProblemSource
 from qednano.builtin.check import check
-from qednano.builtin.domain import generate, parse_statement, solve
+from qednano.builtin.domain import generate, parse_statement, solve, vocabulary
 from qednano.builtin.source import BuiltinSource
+from qednano.builtin.teacher import answer
 from qednano.data.schema import RLProblem
 from qednano.grading.rubrics import check_rubric
 
@@ -80,3 +82,15 @@ def test_the_difficulty_knob_is_not_the_rl_sets_measured_difficulty() -> None:
     (p,) = BuiltinSource(count=1, difficulty=(6, 6)).load()
     assert p.metadata["level"] == 6
     assert RLProblem.from_problem(p).difficulty is None  # measured later from the base model's grades
+
+
+def test_the_domains_text_uses_only_its_vocabulary() -> None:
+    words = set(vocabulary()) | {"<think>", "</think>"}
+    assert len(words) == 13 + 100 + 99 + 2
+    for d in (1, 10):
+        for seed in range(20):
+            instance = generate(seed, d)
+            thought, _ = answer(instance.statement(), random.Random(seed), think=True, error_rate=0.5)
+            text = instance.statement() + "\n" + instance.proof() + "\n" + thought
+            assert set(text.split()) <= words, set(text.split()) - words
+            assert len(instance.rules) <= 66

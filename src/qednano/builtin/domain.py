@@ -49,6 +49,17 @@ ATOMS = 100
 MIN_DIFFICULTY = 1
 MAX_DIFFICULTY = 10
 
+MAX_RULES = 99
+"""Rule names stay below r100: the most rules an instance has is 2 * chain + traps + dead ends = 66 at difficulty 10."""
+SYNTAX = ("given", "goal", ":", "->", "by", "from", "qed", "need", "try", "got", "fail", "known", "none")
+"""The domain's own words besides fact and rule names (statements, proofs, search traces, summaries)."""
+
+
+def vocabulary() -> list[str]:
+    """Every whitespace-separated word of the domain's text (the teacher's `<think>` tags and the prompts add theirs)."""
+    return [*SYNTAX, *(f"p{i}" for i in range(ATOMS)), *(f"r{i}" for i in range(1, MAX_RULES + 1))]
+
+
 STEP = re.compile(r"^(p\d+)(?: by (\S+))?(?: from((?: p\d+)+))?$")
 """One proof line: fact, optional `by RULE`, optional `from PREMISES` (`check.py` judges what is missing)."""
 RULE = re.compile(r"^(r\d+) : ((?:p\d+ )+)-> (p\d+)$")
@@ -136,6 +147,8 @@ class Instance:
         """The two intermediate chain facts the rubric rewards (about a third and two thirds in)."""
         chain = self.chain
         n = len(chain)
+        if n < 3:
+            raise ValueError(f"an instance needs a planted chain of at least 3 facts for its rubric, not {n}")
         first = max(0, round(n / 3) - 1)
         second = min(n - 2, max(first + 1, round(2 * n / 3) - 1))
         return chain[first], chain[second]
@@ -253,7 +266,7 @@ def solve(instance: Instance) -> tuple[Step, ...] | None:
     have = set(instance.given)
     while len(by_head) < len(known - set(instance.given)):
         for r in instance.rules:
-            if r.head not in have and set(r.body) <= have:
+            if r.head not in have and r.head not in by_head and set(r.body) <= have:
                 by_head[r.head] = r
         have |= set(by_head)
     out: list[Step] = []
