@@ -48,6 +48,14 @@ NUMBERING = re.compile(
     r"^\s*(?:\**\s*(?:problem|question|exercise|task|p)\s*[#.]?\s*\d+[a-z]?\s*[.:)\-]?\**|\(?\d{1,3}[a-z]?[.)]|\([a-z]\))\s*",
     re.I,
 )
+NUMBER_WORDS = "zero one two three four five six seven eight nine ten eleven twelve".split()
+CANONICAL = {
+    **{w: str(i) for i, w in enumerate(NUMBER_WORDS)},
+    **dict.fromkeys(("show", "demonstrate", "verify", "establish"), "prove"),
+    **dict.fromkeys(("determine", "compute", "calculate"), "find"),
+    "whose": "with",
+}
+"""Words a rewording swaps freely, mapped to one spelling (number words to digits, `show` to `prove`)."""
 TOKEN = re.compile(r"\\[a-zA-Z]+|[a-zA-Z]+|\d+|[^\sa-zA-Z\d{}]")
 
 
@@ -62,7 +70,7 @@ def normalise(text: str) -> str:
     )
     s = DELIMITERS.sub(" ", s)
     s = SPACING.sub(" ", s)
-    return " ".join(TOKEN.findall(s.lower()))
+    return " ".join(CANONICAL.get(t, t) for t in TOKEN.findall(s.lower()))
 
 
 def grams(norm: str, n: int) -> set[str]:
@@ -95,7 +103,7 @@ class Decontamination(Strict):
     years: YearRange = Field(default_factory=YearRange)
     ngram: int = Field(default=3, ge=1, le=8)
     fuzzy_threshold: float = Field(default=85.0, ge=0, le=100)
-    ngram_threshold: float = Field(default=0.5, gt=0, le=1)
+    ngram_threshold: float = Field(default=0.7, gt=0, le=1)
     min_shared: float = Field(default=0.15, ge=0, le=1)
     """A candidate shares at least this share of the benchmark problem's n-grams (and at least 2)."""
     max_df: float = Field(default=0.05, gt=0, le=1)
