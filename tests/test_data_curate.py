@@ -18,7 +18,9 @@ from qednano.testing.fake_server import FakeServer, ScriptedReply
 
 FIXTURES = Path(__file__).parent / "fixtures"
 DATA = FIXTURES / "data"
-BENCH = {"imo-proofbench": {"problems": {"source": "imo-proofbench", "path": str(FIXTURES / "benchmarks/proofbench.csv")}}}
+BENCH = {
+    "imo-proofbench": {"problems": {"source": "imo-proofbench", "path": str(FIXTURES / "benchmarks/proofbench.csv")}}
+}
 
 EXPECTED_REJECTS = {
     "image.json": ("images", "relies on an image"),
@@ -164,7 +166,9 @@ def test_quality_filter_stores_flags_drops_flagged_and_resumes_without_resending
     assert unparsed and unparsed[0].metadata["quality"] is None  # kept, marked unchecked
     assert all(p.metadata["quality"]["gaps"] is False for p in outcome.problems if p is not unparsed[0])
     assert [p.id for p in again.problems] == [p.id for p in outcome.problems]
-    drop = recipe(tmp_path, quality={"tries": 2, "unparsed": "drop"}, models={"filter": model}, run_dir=str(tmp_path / "b"))
+    drop = recipe(
+        tmp_path, quality={"tries": 2, "unparsed": "drop"}, models={"filter": model}, run_dir=str(tmp_path / "b")
+    )
     assert QualityFilter(unparsed="drop").unparsed == "drop" and drop.quality.unparsed == "drop"
 
 

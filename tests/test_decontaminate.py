@@ -52,8 +52,14 @@ def test_a_reworded_renumbered_reformatted_benchmark_problem_is_caught(bench: di
 
 def test_a_problem_sharing_the_topic_is_not_flagged(bench: dict[str, list[Problem]]) -> None:
     same_topic = [
-        Problem(id="points", statement="Prove that among any $10$ points in a unit cube, two are at distance at most $\\frac{\\sqrt{3}}{2}$ from each other after a rotation of the cube."),
-        Problem(id="incenter", statement="Let $ABC$ be a triangle with incenter $I$ and circumcenter $O$. Prove that $OI^2 = R^2 - 2Rr$."),
+        Problem(
+            id="points",
+            statement="Prove that among any $10$ points in a unit cube, two are at distance at most $\\frac{\\sqrt{3}}{2}$ from each other after a rotation of the cube.",
+        ),
+        Problem(
+            id="incenter",
+            statement="Let $ABC$ be a triangle with incenter $I$ and circumcenter $O$. Prove that $OI^2 = R^2 - 2Rr$.",
+        ),
         Problem(id="even", statement="Prove that $n^3 - n$ is divisible by $6$ for every integer $n$."),
     ]
     kept, dropped, report = decontaminate(same_topic, bench, Decontamination())

@@ -23,7 +23,17 @@ def test_difficulty_is_the_mean_over_graded_attempts_ungraded_left_out() -> None
     assert a.metadata["difficulty"] == 0.5 and a.metadata["difficulty_graded"] == 2
 
 
-SCORES = {"solved": 1.0, "never": 0.0, "h1": 0.05, "h2": 0.1, "m1": 0.4, "m2": 0.45, "e1": 0.9, "e2": 0.95, "none": None}
+SCORES = {
+    "solved": 1.0,
+    "never": 0.0,
+    "h1": 0.05,
+    "h2": 0.1,
+    "m1": 0.4,
+    "m2": 0.45,
+    "e1": 0.9,
+    "e2": 0.95,
+    "none": None,
+}
 
 
 def fixed() -> list[Problem]:

@@ -28,6 +28,7 @@ from __future__ import annotations
 import logging
 import re
 from collections import Counter
+from itertools import chain
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -77,7 +78,7 @@ def grams(norm: str, n: int) -> set[str]:
     words = norm.split()
     if len(words) < n:
         return {" ".join(words)} if words else set()
-    return {" ".join(words[i : i + n]) for i in range(len(words) - n + 1)}
+    return set(map(" ".join, zip(*(words[i:] for i in range(n)), strict=False)))
 
 
 class YearRange(Strict):
@@ -104,7 +105,7 @@ class Decontamination(Strict):
     ngram: int = Field(default=3, ge=1, le=8)
     fuzzy_threshold: float = Field(default=85.0, ge=0, le=100)
     ngram_threshold: float = Field(default=0.7, gt=0, le=1)
-    min_shared: float = Field(default=0.15, ge=0, le=1)
+    min_shared: float = Field(default=0.3, ge=0, le=1)
     """A candidate shares at least this share of the benchmark problem's n-grams (and at least 2)."""
     max_df: float = Field(default=0.05, gt=0, le=1)
     """N-grams found in more than this share of the benchmark problems (and more than 5) are not indexed."""
@@ -148,12 +149,14 @@ class Index:
     postings: dict[str, list[int]] = field(default_factory=dict)
     raw: dict[str, int] = field(default_factory=dict)
     exact: dict[str, int] = field(default_factory=dict)
+    sizes: list[int] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         self.norms = [normalise(p.statement) for p in self.problems]
         self.grams = [grams(s, self.n) for s in self.norms]
         self.raw = {p.statement.strip(): i for i, p in enumerate(self.problems)}
         self.exact = {s: i for i, s in enumerate(self.norms)}
+        self.sizes = [len(gs) for gs in self.grams]
         df: Counter[str] = Counter(g for gs in self.grams for g in gs)
         limit = max(5, self.max_df * len(self.problems))
         for i, gs in enumerate(self.grams):
@@ -163,11 +166,10 @@ class Index:
 
     def candidates(self, train_grams: set[str], min_shared: float) -> list[tuple[int, int]]:
         """(benchmark index, shared n-grams) for the benchmark problems worth scoring."""
-        shared: Counter[int] = Counter()
-        for g in train_grams:
-            for i in self.postings.get(g, ()):
-                shared[i] += 1
-        return [(i, c) for i, c in shared.items() if c >= max(2, min_shared * len(self.grams[i])) or c >= 8]
+        postings = self.postings
+        shared = Counter(chain.from_iterable(postings[g] for g in train_grams if g in postings))
+        sizes = self.sizes
+        return [(i, c) for i, c in shared.items() if c >= 2 and c >= min_shared * sizes[i]]
 
 
 def best_match(problem: Problem, index: Index, config: Decontamination) -> Match | None:
@@ -187,13 +189,14 @@ def best_match(problem: Problem, index: Index, config: Decontamination) -> Match
         return match(same, "normalised", 100.0, 1.0)
     train_grams = grams(norm, index.n)
     best: Match | None = None
+    low = min([*config.report_fuzzy, config.fuzzy_threshold])
     for i, _ in index.candidates(train_grams, config.min_shared):
         other = index.norms[i]
-        fuzzy = max(fuzz.ratio(norm, other), fuzz.token_sort_ratio(norm, other))
+        # score_cutoff lets rapidfuzz stop early on pairs that cannot reach the lowest reported threshold
+        fuzzy = max(fuzz.ratio(norm, other, score_cutoff=low), fuzz.token_sort_ratio(norm, other, score_cutoff=low))
         containment = len(train_grams & index.grams[i]) / max(1, len(index.grams[i]))
         hit = fuzzy >= config.fuzzy_threshold or containment >= config.ngram_threshold
         kind = ("fuzzy" if fuzzy >= config.fuzzy_threshold else "ngram") if hit else "near"
-        low = min([*config.report_fuzzy, config.fuzzy_threshold])
         if not hit and fuzzy < low and containment < min([*config.report_ngram, config.ngram_threshold]):
             continue
         found = match(i, kind, round(fuzzy, 1), round(containment, 3))
