@@ -61,9 +61,66 @@ GOALS = [
     "Show that one can choose ${n1}$ of them with pairwise distinct values.",
     "Prove that the expression $\\frac{{v1}^2 + {n1}}{{v2} + {n2}}$ is never an integer.",
 ]
-ADJECTIVES = "red blue green convex regular acute isosceles prime even odd distinct adjacent opposite disjoint finite infinite integral rational positive negative".split()
-NOUNS = "vertex edge circle chord tangent segment polygon coin card box token cell row column digit divisor root coefficient subset graph tournament player".split()
-VERBS = "connected adjacent assigned coloured matched paired opposite tangent parallel perpendicular attached equivalent".split()
+ADJECTIVES = [
+    "red",
+    "blue",
+    "green",
+    "convex",
+    "regular",
+    "acute",
+    "isosceles",
+    "prime",
+    "even",
+    "odd",
+    "distinct",
+    "adjacent",
+    "opposite",
+    "disjoint",
+    "finite",
+    "infinite",
+    "integral",
+    "rational",
+    "positive",
+    "negative",
+]
+NOUNS = [
+    "vertex",
+    "edge",
+    "circle",
+    "chord",
+    "tangent",
+    "segment",
+    "polygon",
+    "coin",
+    "card",
+    "box",
+    "token",
+    "cell",
+    "row",
+    "column",
+    "digit",
+    "divisor",
+    "root",
+    "coefficient",
+    "subset",
+    "graph",
+    "tournament",
+    "player",
+]
+VERBS = [
+    "connected",
+    "adjacent",
+    "assigned",
+    "coloured",
+    "matched",
+    "paired",
+    "opposite",
+    "tangent",
+    "parallel",
+    "perpendicular",
+    "attached",
+    "equivalent",
+]
 LETTERS, POINTS = "abcdxyzmnkt", "ABCDEFGHKLMNPQRST"
 SWAPS = [("Prove", "Show"), ("Determine", "Find"), (" and ", " as well as "), ("Let ", "Suppose ")]
 

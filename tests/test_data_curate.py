@@ -192,4 +192,4 @@ def test_a_failed_quality_call_leaves_the_problem_pending_and_the_cli_exits_1(tm
     report = (tmp_path / "curate" / "report.md").read_text()
     assert "1 problems are pending" in report
     stages = json.loads((tmp_path / "curate" / "funnel.json").read_text())
-    assert [s for s in stages if s["name"] == "quality_pending"][0]["dropped"] == 1
+    assert next(s for s in stages if s["name"] == "quality_pending")["dropped"] == 1

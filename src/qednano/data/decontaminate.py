@@ -28,8 +28,8 @@ from __future__ import annotations
 import logging
 import re
 from collections import Counter
-from itertools import chain
 from dataclasses import dataclass, field
+from itertools import chain
 from typing import Any
 
 from pydantic import Field
@@ -49,7 +49,21 @@ NUMBERING = re.compile(
     r"^\s*(?:\**\s*(?:problem|question|exercise|task|p)\s*[#.]?\s*\d+[a-z]?\s*[.:)\-]?\**|\(?\d{1,3}[a-z]?[.)]|\([a-z]\))\s*",
     re.I,
 )
-NUMBER_WORDS = "zero one two three four five six seven eight nine ten eleven twelve".split()
+NUMBER_WORDS = [
+    "zero",
+    "one",
+    "two",
+    "three",
+    "four",
+    "five",
+    "six",
+    "seven",
+    "eight",
+    "nine",
+    "ten",
+    "eleven",
+    "twelve",
+]
 CANONICAL = {
     **{w: str(i) for i, w in enumerate(NUMBER_WORDS)},
     **dict.fromkeys(("show", "demonstrate", "verify", "establish"), "prove"),
