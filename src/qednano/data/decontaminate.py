@@ -34,7 +34,7 @@ from typing import Any
 
 from pydantic import Field
 
-from qednano.config import Strict
+from qednano.config import ConfigError, Strict
 from qednano.records import Problem
 
 log = logging.getLogger(__name__)
@@ -188,7 +188,10 @@ class Index:
 
 def best_match(problem: Problem, index: Index, config: Decontamination) -> Match | None:
     """The closest benchmark problem of `index` to `problem`, or None when nothing comes near."""
-    from rapidfuzz import fuzz
+    try:
+        from rapidfuzz import fuzz
+    except ImportError:
+        raise ConfigError("decontamination needs the `rapidfuzz` package: pip install 'qednano[data]'") from None
 
     def match(i: int, kind: str, fuzzy: float, containment: float) -> Match:
         bench = index.problems[i]
@@ -230,7 +233,7 @@ def embedding_matches(
     try:
         from sentence_transformers import SentenceTransformer
     except ImportError:
-        note = "embedding similarity skipped: sentence-transformers is not installed (pip install 'qednano[data]')"
+        note = "embedding similarity skipped: sentence-transformers is not installed (pip install 'qednano[embeddings]')"
         log.warning(note)
         return {}, note
     model = SentenceTransformer(config.model_path)

@@ -148,7 +148,12 @@ def token_counter(path: str | None) -> Any:
     from transformers import AutoTokenizer
 
     tok = AutoTokenizer.from_pretrained(path)
-    return lambda messages: len(tok.apply_chat_template(messages, tokenize=True))
+
+    def count(messages: list[dict[str, Any]]) -> int:
+        encoded = tok.apply_chat_template(messages, tokenize=True, return_dict=True)
+        return len(encoded["input_ids"])
+
+    return count
 
 
 def sft_examples(config: SFTExport, problems: dict[str, Problem], dropped: dict[str, int]) -> list[SFTExample]:
