@@ -205,7 +205,11 @@ def test_offline_data_flow_on_the_tiny_model_gives_sft_and_rl_sets(tmp_path: Pat
                 "out_dir": str(tmp_path / "sets"),
                 "problems": {"source": "file", "path": str(with_rubrics)},
                 # the tiny model never closes a thought in 12 tokens: its cut-off outputs are kept here
-                "sft": {"runs": [str(runs / "teacher")], "require_closed_reasoning": False, "tokenizer": str(tiny_model_dir)},
+                "sft": {
+                    "runs": [str(runs / "teacher")],
+                    "require_closed_reasoning": False,
+                    "tokenizer": str(tiny_model_dir),
+                },
                 "rl": {"runs": [str(runs / "difficulty")], "selection": {"temperature": None, "drop_solved": 1.0}},
             },
         )

@@ -233,7 +233,9 @@ def embedding_matches(
     try:
         from sentence_transformers import SentenceTransformer
     except ImportError:
-        note = "embedding similarity skipped: sentence-transformers is not installed (pip install 'qednano[embeddings]')"
+        note = (
+            "embedding similarity skipped: sentence-transformers is not installed (pip install 'qednano[embeddings]')"
+        )
         log.warning(note)
         return {}, note
     model = SentenceTransformer(config.model_path)

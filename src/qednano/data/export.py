@@ -150,7 +150,7 @@ def token_counter(path: str | None) -> Any:
     tok = AutoTokenizer.from_pretrained(path)
 
     def count(messages: list[dict[str, Any]]) -> int:
-        encoded = tok.apply_chat_template(messages, tokenize=True, return_dict=True)
+        encoded: Any = tok.apply_chat_template(messages, tokenize=True, return_dict=True)
         return len(encoded["input_ids"])
 
     return count
