@@ -223,3 +223,24 @@ def test_offline_data_flow_on_the_tiny_model_gives_sft_and_rl_sets(tmp_path: Pat
     assert rl and all(0 < (r.difficulty or 0) < 1 and re.search(r"Checkpoints", r.rubric) for r in rl)
     assert {r.problem_id for r in rl} <= {p["id"] for p in problems}
     assert rl[0].to_problem().metadata["difficulty"] == rl[0].difficulty
+
+
+def test_the_published_fineproofs_sets_export_without_curating(tmp_path: Path) -> None:
+    recipe = ExportRecipe.model_validate(
+        {
+            "out_dir": str(tmp_path / "out"),
+            "problems": {"source": "fineproofs-rl", "path": str(FIXTURES / "data/fineproofs_rl.jsonl")},
+            "sft": {
+                "published": {"source": "fineproofs-sft", "path": str(FIXTURES / "data/fineproofs_sft.jsonl")},
+                "one_per_problem": True,
+            },
+            "rl": {"selection": {"temperature": None}},
+        }
+    )
+    outcome = export(recipe)
+    assert [round(e.grade or 0, 3) for e in outcome.sft] == [1.0, round(6 / 7, 3)]  # the 3/7 row lost to the 7/7 one
+    assert [(r.difficulty, r.problem.startswith("Prove that for every")) for r in outcome.rl] == [(0.4762, True)]
+    assert outcome.dropped["rl: solved every time"] == 1
+    assert read_set(tmp_path / "out" / "rl" / "train.jsonl", RLProblem) == outcome.rl
+    with pytest.raises(cfg.ConfigError, match="needs `problems:`"):
+        export(ExportRecipe.model_validate({"out_dir": str(tmp_path), "rl": {}}))

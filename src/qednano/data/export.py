@@ -28,10 +28,10 @@ from typing import Any, Literal, TypeVar
 
 from pydantic import BaseModel, Field, ValidationError
 
-from qednano.benchmarks.sources import ProblemSource
 from qednano.config import ConfigError, Strict
 from qednano.data.difficulty import Selection, annotate, difficulty, histogram, histogram_markdown, select
 from qednano.data.schema import RLProblem, SFTExample
+from qednano.data.sources import CorpusSource, FineProofsSFT
 from qednano.records import Attempt, Completion, Grade, Problem
 from qednano.store import RunDir, atomic_write, read_jsonl
 
@@ -45,8 +45,10 @@ ALL_FORMATS: tuple[Format, ...] = ("disk", "parquet", "jsonl")
 class SFTExport(Strict):
     """Which teacher attempts become SFT examples."""
 
-    runs: list[str] = Field(min_length=1)
+    runs: list[str] = Field(default_factory=list)
     """Teacher run directories (`attempts.jsonl`, `grades/<judge>.jsonl`)."""
+    published: FineProofsSFT | None = None
+    """A published SFT set (`source: fineproofs-sft`) whose rows join the teacher's: the paper's data without curating."""
     judge: str | None = None
     """The grades file to read (`grades/<judge>.jsonl`); None: the run's only one, or ungraded when it has none."""
     require_closed_reasoning: bool = True
@@ -66,8 +68,9 @@ class SFTExport(Strict):
 class RLExport(Strict):
     """How the RL set's difficulty is measured and its prompts selected."""
 
-    runs: list[str] = Field(min_length=1)
-    """Base-model run directories: `samples: n` attempts per problem, graded."""
+    runs: list[str] = Field(default_factory=list)
+    """Base-model run directories: `samples: n` attempts per problem, graded. None given: the difficulty the
+    problems already carry (`metadata.difficulty`, e.g. FineProofs-RL's `reward_mean`) is used."""
     judge: str | None = None
     selection: Selection = Field(default_factory=Selection)
 
@@ -85,8 +88,9 @@ class ExportRecipe(Strict):
     """`qednano export RECIPE`."""
 
     out_dir: str
-    problems: ProblemSource
-    """The curated problems with rubrics (the rubrics run's `problems.jsonl`)."""
+    problems: CorpusSource | None = None
+    """The curated problems with rubrics (the rubrics run's `problems.jsonl`), or a published set
+    (`source: fineproofs-rl`); needed unless the SFT set comes from `sft.published` alone."""
     sft: SFTExport | None = None
     rl: RLExport | None = None
     formats: list[Format] = Field(default_factory=lambda: list(ALL_FORMATS))
@@ -156,51 +160,68 @@ def token_counter(path: str | None) -> Any:
     return count
 
 
-def sft_examples(config: SFTExport, problems: dict[str, Problem], dropped: dict[str, int]) -> list[SFTExample]:
-    count = token_counter(config.tokenizer)
-    if config.max_tokens is not None and count is None:
-        raise ConfigError("sft.max_tokens needs sft.tokenizer to count tokens")
-    candidates: list[tuple[Attempt, float | None]] = []
+def tally(dropped: dict[str, int], reason: str, n: int = 1) -> None:
+    dropped[reason] = dropped.get(reason, 0) + n
+
+
+def teacher_examples(config: SFTExport, problems: dict[str, Problem], dropped: dict[str, int]) -> list[SFTExample]:
+    """The structurally valid attempts of the teacher runs as (not yet counted) examples, in run order."""
+    out = []
     for run_dir in config.runs:
         run = RunDir(run_dir)
         scores = {g.attempt_id: g.score for g in grades_of(run, config.judge)}
         for attempt in run.read("attempts.jsonl", Attempt):
-            issue = (
-                "problem not in the problem set" if attempt.problem_id not in problems else None
-            ) or structural_issue(attempt, config)
-            score = scores.get(attempt.id)
-            if issue is None and config.min_grade is not None and (score is None or score < config.min_grade):
-                issue = "ungraded" if score is None else "under min_grade"
-            if issue:
-                dropped[f"sft: {issue}"] = dropped.get(f"sft: {issue}", 0) + 1
-            else:
-                candidates.append((attempt, score))
+            problem = problems.get(attempt.problem_id)
+            issue = "problem not in the problem set" if problem is None else structural_issue(attempt, config)
+            if issue or problem is None:
+                tally(dropped, f"sft: {issue}")
+                continue
+            messages = conversation(attempt, problem)
+            out.append(
+                SFTExample(
+                    messages=messages, problem_id=problem.id, source=problem.source, grade=scores.get(attempt.id)
+                )
+            )
+    return out
+
+
+def sft_examples(config: SFTExport, problems: dict[str, Problem], dropped: dict[str, int]) -> list[SFTExample]:
+    """Teacher attempts (and the published set's rows), filtered by grade, one per problem, counted."""
+    count = token_counter(config.tokenizer)
+    if config.max_tokens is not None and count is None:
+        raise ConfigError("sft.max_tokens needs sft.tokenizer to count tokens")
+    candidates = teacher_examples(config, problems, dropped)
+    candidates += config.published.examples() if config.published is not None else []
+    if config.min_grade is not None:
+        floor = config.min_grade
+        for e in candidates:
+            if e.grade is None or e.grade < floor:
+                tally(dropped, "sft: ungraded" if e.grade is None else "sft: under min_grade")
+        candidates = [e for e in candidates if e.grade is not None and e.grade >= floor]
     if config.one_per_problem:
-        best: dict[str, tuple[Attempt, float | None]] = {}
-        for attempt, score in candidates:
-            old = best.get(attempt.problem_id)
-            if old is None or (score if score is not None else -1) > (old[1] if old[1] is not None else -1):
-                best[attempt.problem_id] = (attempt, score)
-        dropped["sft: not the best of its problem"] = len(candidates) - len(best)
+        best: dict[str, SFTExample] = {}
+        for e in candidates:  # the first of the best grades wins (ungraded counts lowest)
+            old = best.get(e.problem_id)
+            if old is None or (e.grade if e.grade is not None else -1) > (old.grade if old.grade is not None else -1):
+                best[e.problem_id] = e
+        tally(dropped, "sft: not the best of its problem", len(candidates) - len(best))
         candidates = list(best.values())
     out = []
-    for attempt, score in candidates:
-        problem = problems[attempt.problem_id]
-        messages = conversation(attempt, problem)
-        tokens = count(messages) if count is not None else None
+    for e in candidates:
+        tokens = count(e.messages) if count is not None else None
         if config.max_tokens is not None and tokens is not None and tokens > config.max_tokens:
-            dropped["sft: over max_tokens"] = dropped.get("sft: over max_tokens", 0) + 1
+            tally(dropped, "sft: over max_tokens")
             continue
-        out.append(
-            SFTExample(messages=messages, problem_id=problem.id, source=problem.source, grade=score, num_tokens=tokens)
-        )
+        out.append(e.model_copy(update={"num_tokens": tokens}))
     return out
 
 
 def rl_problems(config: RLExport, problems: list[Problem], dropped: dict[str, int]) -> tuple[list[RLProblem], str]:
-    grades = [g for run in config.runs for g in grades_of(RunDir(run), config.judge)]
-    measured = difficulty(problems, grades)
-    annotated = annotate(problems, {k: v for k, v in measured.items() if v.graded or v.ungraded})
+    annotated = problems
+    if config.runs:
+        grades = [g for run in config.runs for g in grades_of(RunDir(run), config.judge)]
+        measured = difficulty(problems, grades)
+        annotated = annotate(problems, {k: v for k, v in measured.items() if v.graded or v.ungraded})
     kept, rejected = select(annotated, config.selection)
     for _, reason in rejected:
         key = "rl: " + reason.split(" (")[0]
@@ -276,7 +297,12 @@ def export(recipe: ExportRecipe) -> ExportOutcome:
     """Build, write (and push) the sets the recipe asks for; the report goes to `out_dir/report.md`."""
     if recipe.sft is None and recipe.rl is None:
         raise ConfigError("the export recipe has neither `sft:` nor `rl:`")
-    problems = recipe.problems.load()
+    needs_problems = recipe.rl is not None or (recipe.sft is not None and recipe.sft.runs)
+    if needs_problems and recipe.problems is None:
+        raise ConfigError("the export recipe needs `problems:` (the curated problems with rubrics)")
+    if recipe.sft is not None and not recipe.sft.runs and recipe.sft.published is None:
+        raise ConfigError("sft: give teacher `runs:` or a `published:` set")
+    problems = recipe.problems.load() if recipe.problems is not None else []
     out_dir = Path(recipe.out_dir)
     outcome = ExportOutcome()
     lines = ["# Export report", ""]
