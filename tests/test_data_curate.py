@@ -193,3 +193,17 @@ def test_a_failed_quality_call_leaves_the_problem_pending_and_the_cli_exits_1(tm
     assert "1 problems are pending" in report
     stages = json.loads((tmp_path / "curate" / "funnel.json").read_text())
     assert next(s for s in stages if s["name"] == "quality_pending")["dropped"] == 1
+
+
+def test_repeated_rows_of_a_source_stay_and_are_rejected_as_duplicates(tmp_path: Path) -> None:
+    row = (DATA / "aops.jsonl").read_text().splitlines()[0]
+    copy = tmp_path / "twice.jsonl"
+    copy.write_text(row + "\n" + row + "\n")
+    problems = Aops(path=str(copy)).load()
+    assert [p.id for p in problems] == [problems[0].id, problems[0].id + "-2"]
+    outcome = curate(
+        recipe(tmp_path, sources=[{"source": "aops", "path": str(copy)}, {"source": "aops", "path": str(copy)}])
+    )
+    assert len(outcome.problems) == 1
+    assert [r.stage for r in outcome.rejects] == ["duplicate"] * 3
+    assert len({r.problem.id for r in outcome.rejects} | {outcome.problems[0].id}) == 4

@@ -37,7 +37,7 @@ from qednano.benchmarks.sources import ProblemSource
 from qednano.config import ConfigError, Strict
 from qednano.data.decontaminate import ContaminationReport, Decontamination, decontaminate, in_years, normalise
 from qednano.data.filters import FLAGS, QualityFilter, RuleFilters, assess, quality_reason, rule_filters
-from qednano.data.sources import CorpusSource
+from qednano.data.sources import CorpusSource, unique_ids
 from qednano.eval.pipeline import Outcome, Progress, fan_out, log_calls
 from qednano.llm.client import LLM, attempt_scope
 from qednano.llm.types import ModelConfig
@@ -170,7 +170,7 @@ def curate(recipe: CurateRecipe, progress: Progress | None = None) -> CurateOutc
         raise ConfigError("the quality filter needs models.filter (or quality.enabled=false)")
     store = RunDir(recipe.run_dir)
     store.pin(recipe.model_dump(mode="json"))
-    funnel = Funnel([p for source in recipe.sources for p in source.load()])
+    funnel = Funnel(unique_ids([p for source in recipe.sources for p in source.load()]))
     for name, check in rule_filters(recipe.filters):
         funnel.apply(name, check)
     if recipe.filters.duplicates:

@@ -73,6 +73,8 @@ class RLExport(Strict):
     problems already carry (`metadata.difficulty`, e.g. FineProofs-RL's `reward_mean`) is used."""
     judge: str | None = None
     selection: Selection = Field(default_factory=Selection)
+    require_rubric: bool = True
+    """Drop problems without a rubric (the RL judge grades against it)."""
 
 
 class HubPush(Strict):
@@ -161,7 +163,8 @@ def token_counter(path: str | None) -> Any:
 
 
 def tally(dropped: dict[str, int], reason: str, n: int = 1) -> None:
-    dropped[reason] = dropped.get(reason, 0) + n
+    if n:
+        dropped[reason] = dropped.get(reason, 0) + n
 
 
 def teacher_examples(config: SFTExport, problems: dict[str, Problem], dropped: dict[str, int]) -> list[SFTExample]:
@@ -216,19 +219,25 @@ def sft_examples(config: SFTExport, problems: dict[str, Problem], dropped: dict[
     return out
 
 
-def rl_problems(config: RLExport, problems: list[Problem], dropped: dict[str, int]) -> tuple[list[RLProblem], str]:
+def rl_problems(
+    config: RLExport, problems: list[Problem], dropped: dict[str, int]
+) -> tuple[list[RLProblem], list[Problem], str]:
+    """(the RL set, every problem with its measured difficulty, the histogram table)."""
     annotated = problems
     if config.runs:
         grades = [g for run in config.runs for g in grades_of(RunDir(run), config.judge)]
         measured = difficulty(problems, grades)
         annotated = annotate(problems, {k: v for k, v in measured.items() if v.graded or v.ungraded})
+    if config.require_rubric:
+        tally(dropped, "rl: no rubric", sum(not p.rubric.strip() for p in annotated))
+        annotated = [p for p in annotated if p.rubric.strip()]
     kept, rejected = select(annotated, config.selection)
     for _, reason in rejected:
         key = "rl: " + reason.split(" (")[0]
         dropped[key] = dropped.get(key, 0) + 1
     before = histogram(p.metadata.get("difficulty") for p in annotated)
     after = histogram(p.metadata.get("difficulty") for p in kept)
-    return [RLProblem.from_problem(p) for p in kept], histogram_markdown(before, after)
+    return [RLProblem.from_problem(p) for p in kept], annotated, histogram_markdown(before, after)
 
 
 def write_set(rows: list[BaseModel], folder: Path, formats: list[Format]) -> list[Path]:
@@ -317,8 +326,11 @@ def export(recipe: ExportRecipe) -> ExportOutcome:
             "",
         ]
     if recipe.rl is not None:
-        outcome.rl, table = rl_problems(recipe.rl, problems, outcome.dropped)
+        outcome.rl, measured, table = rl_problems(recipe.rl, problems, outcome.dropped)
         outcome.files += write_set(list(outcome.rl), out_dir / "rl", recipe.formats)
+        # every problem with its measured difficulty, selected or not (beside the set, not in its folder)
+        atomic_write(out_dir / "difficulty.jsonl", "".join(p.model_dump_json() + "\n" for p in measured))
+        outcome.files.append(out_dir / "difficulty.jsonl")
         lines += ["## RL set", "", f"{len(outcome.rl)} problems of {len(problems)}.", "", table, ""]
     lines += ["## Dropped", "", *[f"- {k}: {v}" for k, v in sorted(outcome.dropped.items())], ""]
     outcome.report = "\n".join(lines)

@@ -51,6 +51,20 @@ def find_year(*values: Any) -> int | None:
     return None
 
 
+def unique_ids(problems: list[Problem]) -> list[Problem]:
+    """Repeats of an id get `-2`, `-3`, ... so that every row stays (the duplicate filter drops repeats, with a reason)."""
+    used: set[str] = set()
+    out = []
+    for p in problems:
+        new, k = p.id, 1
+        while new in used:
+            k += 1
+            new = f"{p.id}-{k}"
+        used.add(new)
+        out.append(p if new == p.id else p.model_copy(update={"id": new}))
+    return out
+
+
 def problem_from(
     statement: str, solution: str, source: str, competition: str, year: int | None, **metadata: Any
 ) -> Problem:
@@ -99,7 +113,7 @@ class Aops(TableSource):
                 )
             )
         issues.raise_if_any()
-        return self.select(problems, self.where)
+        return self.select(unique_ids(problems), self.where)
 
 
 class Olympiads(TableSource):
@@ -135,7 +149,7 @@ class Olympiads(TableSource):
                 )
             )
         issues.raise_if_any()
-        return self.select(problems, self.where)
+        return self.select(unique_ids(problems), self.where)
 
 
 class FineProofsRL(TableSource):
@@ -170,7 +184,7 @@ class FineProofsRL(TableSource):
                 )
             )
         issues.raise_if_any()
-        return self.select(problems, self.where)
+        return self.select(unique_ids(problems), self.where)
 
 
 class FineProofsSFT(TableSource):
@@ -247,7 +261,7 @@ class CorpusTable(Table):
             year = find_year(p.metadata.get(self.year_column) if self.year_column else None, competition)
             metadata = {k: v for k, v in p.metadata.items() if k in self.metadata}
             out.append(p.model_copy(update={"metadata": {**metadata, "competition": competition, "year": year}}))
-        return out
+        return unique_ids(out)
 
 
 def corpus_tag(value: Any) -> str:
