@@ -207,3 +207,31 @@ def test_repeated_rows_of_a_source_stay_and_are_rejected_as_duplicates(tmp_path:
     assert len(outcome.problems) == 1
     assert [r.stage for r in outcome.rejects] == ["duplicate"] * 3
     assert len({r.problem.id for r in outcome.rejects} | {outcome.problems[0].id}) == 4
+
+
+def test_a_local_table_with_a_column_mapping_gives_competition_and_year(tmp_path: Path) -> None:
+    table = tmp_path / "mine.csv"
+    table.write_text(
+        'question,proof,contest,yr\n"Prove that $1 < 2$.","Obvious.",Putnam,1999\n"Prove that $2 < 3$.","Also.",ISL 2005,\n'
+    )
+    source = CurateRecipe.model_validate(
+        {
+            "run_dir": str(tmp_path / "r"),
+            "sources": [
+                {
+                    "source": "corpus-table",
+                    "path": str(table),
+                    "name": "mine",
+                    "columns": {"statement": "question", "solution": "proof"},
+                    "competition_column": "contest",
+                    "year_column": "yr",
+                }
+            ],
+        }
+    ).sources[0]
+    problems = source.load()
+    assert [(p.source, p.metadata) for p in problems] == [
+        ("mine", {"competition": "Putnam", "year": 1999}),
+        ("mine", {"competition": "ISL 2005", "year": 2005}),  # no year column value: read from the competition
+    ]
+    assert problems[0].solution == "Obvious."
