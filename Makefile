@@ -39,6 +39,7 @@ bench: install
 	$(PY) bench/scaffolds.py
 	$(PY) bench/chaos.py
 	$(PY) bench/crash.py
+	$(PY) bench/decontaminate.py
 
 clean:
 	rm -rf $(VENV) .cache runs

@@ -22,6 +22,8 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from qednano import config as cfg
 from qednano.config import ConfigError
+from qednano.data.curate import CurateRecipe, curate
+from qednano.data.export import ExportRecipe, export
 from qednano.eval.cells import EvalRecipe
 from qednano.eval.pipeline import Outcome, generate, grade, write_rubrics
 from qednano.eval.run import Job, Track, run_eval, run_jobs
@@ -174,6 +176,32 @@ def cmd_eval(recipe: EvalRecipe) -> int:
     return status
 
 
+def cmd_curate(recipe: CurateRecipe) -> int:
+    """Load the sources, filter, decontaminate and quality-check; write the curated problems and the report."""
+    with progress_bar() as bar:
+        task = bar.add_task("quality filter", total=None)
+        outcome = curate(recipe, lambda done, total: bar.update(task, completed=done, total=total))
+    for stage in outcome.funnel:
+        console.print(f"  {stage.name:<22} dropped {stage.dropped:>7}  left {stage.left:>7}", highlight=False)
+    for path in outcome.files:
+        console.print(f"wrote {path}")
+    if outcome.pending:
+        for item, reason in list(outcome.pending.items())[:10]:
+            console.print(f"  [red]pending[/red] {escape(item)}: {escape(reason)}")
+        console.print(f"{len(outcome.pending)} problems pending; run the same command again to finish them.")
+        return EXIT_FAILED
+    return EXIT_OK
+
+
+def cmd_export(recipe: ExportRecipe) -> int:
+    """Write the SFT and RL sets (datasets folder, parquet, JSONL) and their report."""
+    outcome = export(recipe)
+    sys.stdout.write(outcome.report)
+    for path in outcome.files:
+        console.print(f"wrote {path}")
+    return EXIT_OK
+
+
 def cmd_report(args: argparse.Namespace) -> int:
     """Tables, plot and viewer over one or more run directories (a leaderboard when several)."""
     from qednano.report.build import load_cells, write_report
@@ -205,6 +233,12 @@ COMMANDS: dict[str, tuple[type[BaseModel], Callable[[Any], int], str]] = {
     "rubrics": (RunRecipe, cmd_rubrics, "write a marking scheme for each problem; append to problems.jsonl"),
     "grade": (RunRecipe, cmd_grade, "grade the run's attempts with the recipe's judges"),
     "eval": (EvalRecipe, cmd_eval, "generate + grade + report: models x scaffolds x benchmarks"),
+    "curate": (CurateRecipe, cmd_curate, "filter and decontaminate training problems; write problems, rejects, report"),
+    "export": (
+        ExportRecipe,
+        cmd_export,
+        "write the SFT and RL sets (datasets folder, parquet, JSONL; optional hub push)",
+    ),
 }
 
 
