@@ -21,6 +21,7 @@ from qednano.builtin.check import check
 from qednano.builtin.source import BuiltinSource
 from qednano.builtin.teacher import ERRORS, answer
 from qednano.cli import main
+from qednano.data.export import ExportRecipe
 from qednano.eval.cells import EvalRecipe
 from qednano.eval.runs import RunRecipe
 from qednano.llm.client import LLM
@@ -153,6 +154,8 @@ def test_the_shipped_builtin_recipes_load() -> None:
     bench = evaluation.benchmarks["builtin"]
     assert bench.judge.kind == "builtin" and bench.problems.source == "builtin"
     assert {p.metadata["subset"] for p in bench.problems.load()} == {"heldout"}
+    export = cfg.load("builtin/export", [], ExportRecipe)
+    assert export.problems is not None and export.problems.source == "builtin"
 
 
 def test_the_builtin_eval_runs_offline_with_three_scaffolds(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

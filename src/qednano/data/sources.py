@@ -34,6 +34,7 @@ from qednano.benchmarks.proofbench import scheme_text
 from qednano.benchmarks.rows import Row
 from qednano.benchmarks.sources import ProblemFile, source_tag
 from qednano.benchmarks.tables import Table, TableSource
+from qednano.builtin.source import BuiltinSource
 from qednano.data.schema import SFTExample
 from qednano.records import Problem, content_id
 
@@ -274,7 +275,8 @@ CorpusSource = Annotated[
     | Annotated[Olympiads, Tag("olympiads")]
     | Annotated[FineProofsRL, Tag("fineproofs-rl")]
     | Annotated[FineProofsSFT, Tag("fineproofs-sft")]
-    | Annotated[CorpusTable, Tag("corpus-table")],
+    | Annotated[CorpusTable, Tag("corpus-table")]
+    | Annotated[BuiltinSource, Tag("builtin")],
     Discriminator(corpus_tag),
 ]
 """One entry of a curate recipe's `sources:`, picked by `source`."""
