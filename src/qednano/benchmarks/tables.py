@@ -17,6 +17,7 @@ from pydantic import Field
 from qednano.benchmarks.checks import Issues, text
 from qednano.benchmarks.rows import Row, read_rows
 from qednano.config import ConfigError, Strict
+from qednano.grading.rubrics import rubric_text
 from qednano.records import Attempt, Problem, content_id
 
 ID_COLUMNS = ("Problem ID", "problem_id", "question_id", "id")
@@ -104,7 +105,7 @@ class Table(TableSource):
                     id=text(row.values[cols.id]) if cols.id else content_id(statement),
                     statement=statement,
                     solution=text(row.values.get(cols.solution)) if cols.solution else "",
-                    rubric=text(row.values.get(cols.rubric)) if cols.rubric else "",
+                    rubric=rubric_cell(row, cols.rubric, points, issues) if cols.rubric else "",
                     answer=text(row.values.get(cols.answer)) if cols.answer else "",
                     max_points=points,
                     source=self.name,
@@ -113,6 +114,15 @@ class Table(TableSource):
             )
         issues.raise_if_any()
         return self.select(problems, self.where)
+
+
+def rubric_cell(row: Row, column: str, max_points: int, issues: Issues) -> str:
+    """The row's rubric cell through the normaliser (`rubric_text`); an unreadable cell is an issue on `column`."""
+    try:
+        return rubric_text(row.values.get(column), max_points)
+    except ValueError as err:
+        issues.add(row, column, str(err))
+        return ""
 
 
 def keep_matching(problems: list[Problem], key: str, allowed: list[str], where: str) -> list[Problem]:
