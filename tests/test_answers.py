@@ -280,8 +280,15 @@ def test_math_verify_equal_resting_on_dropped_parts_is_not_trusted(gold: str, ca
 
 
 def test_math_verify_equal_on_the_whole_answer_still_decides() -> None:
-    for gold, candidate in [("\\frac{1}{2}", "0.5"), ("6", "3!"), ("1/2", "2/4"), ("\\{3, 2, 1\\}", "1, 2, 3"),
-                            ("n^2 - n + 1", "n(n-1)+1"), ("(0, 1]", "(0,1]"), ("\\sqrt{2}", "2^{1/2}")]:
+    for gold, candidate in [
+        ("\\frac{1}{2}", "0.5"),
+        ("6", "3!"),
+        ("1/2", "2/4"),
+        ("\\{3, 2, 1\\}", "1, 2, 3"),
+        ("n^2 - n + 1", "n(n-1)+1"),
+        ("(0, 1]", "(0,1]"),
+        ("\\sqrt{2}", "2^{1/2}"),
+    ]:
         assert check(gold, candidate).decision is True, (gold, candidate)
 
 

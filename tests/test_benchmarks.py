@@ -345,3 +345,18 @@ def test_proofbench_fallback_schema_column_is_normalised(tmp_path: Path) -> None
     text_row = {**row, "schema": "1. (7 pts) Everything."}
     path.write_text(json.dumps(text_row) + "\n")
     assert ProofBench(path=str(path)).load()[0].rubric == "1. (7 pts) Everything."  # text keeps its wording
+
+
+def test_a_source_can_read_several_splits(tmp_path: Path) -> None:
+    """lm-provers/ProofBench is split by year (24_25, other): the paper's recipe reads both."""
+    datasets = pytest.importorskip("datasets")
+    row = {"problem": "Prove $P$.", "solution": "S.", "grading_scheme": "1. (7 pts) All."}
+    splits = {
+        "24_25": datasets.Dataset.from_list([{**row, "problem_id": "USAMO-2025-1"}]),
+        "other": datasets.Dataset.from_list([{**row, "problem_id": "APMO-2023-2"}]),
+    }
+    datasets.DatasetDict(splits).save_to_disk(str(tmp_path / "pb"))
+    both = ProofBench(path=str(tmp_path / "pb"), splits=["24_25", "other"]).load()
+    assert [p.id for p in both] == ["USAMO-2025-1", "APMO-2023-2"]
+    assert [p.metadata["subset"] for p in both] == ["2024-2025", "other"]
+    assert [p.id for p in ProofBench(path=str(tmp_path / "pb"), split="other").load()] == ["APMO-2023-2"]

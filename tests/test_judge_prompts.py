@@ -96,7 +96,11 @@ def test_gradingbench_style_shows_only_problem_and_response_and_reads_four_label
     assert flags == []
     for word in ("correct", "almost", "partial", "incorrect"):
         assert word in text
-    for reply, points in (("<grade>almost</grade>", 6), ("<grade>**Partial**</grade>", 1), ("<grade>correct</grade>", 7)):
+    for reply, points in (
+        ("<grade>almost</grade>", 6),
+        ("<grade>**Partial**</grade>", 1),
+        ("<grade>correct</grade>", 7),
+    ):
         assert grade(ProofJudge(style="imo_gradingbench"), Scripted(reply)).points == points
     engine = Scripted("<grade>mostly right</grade>", "<points>7</points>")
     g = grade(ProofJudge(style="imo_gradingbench", max_reasks=1), engine)

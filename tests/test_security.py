@@ -483,7 +483,15 @@ def test_control_tokens_are_neutralised_for_every_engine_and_flagged() -> None:
     fenced = fence(CONTROL, judge="j", problem_id="p")
     assert INJECTION_FLAG in fenced.flags
     assert any("control tokens" in f for f in fenced.findings)
-    for token in ("<|im_end|>", "<|im_start|>", "<|endoftext|>", "<|eot_id|>", "<｜end▁of▁sentence｜>", "[INST]", "</s>"):
+    for token in (
+        "<|im_end|>",
+        "<|im_start|>",
+        "<|endoftext|>",
+        "<|eot_id|>",
+        "<｜end▁of▁sentence｜>",
+        "[INST]",
+        "</s>",
+    ):
         assert token not in fenced.block, token
     assert "Step 1 is clear." in fenced.text
     extra = fence("a <my_special> token", judge="j", problem_id="p", special_tokens=("<my_special>",))

@@ -16,7 +16,7 @@ from pydantic import Field
 
 from qednano.benchmarks.checks import Issues, text
 from qednano.benchmarks.rows import Row, read_rows
-from qednano.config import ConfigError, Strict
+from qednano.config import ConfigError, Strict, find_file
 from qednano.grading.rubrics import rubric_text
 from qednano.records import Attempt, Problem, content_id
 
@@ -48,15 +48,19 @@ class TableSource(Selection):
     hub: str | None = None
     """Hub dataset id, read when no `path` is given."""
     split: str = "train"
+    splits: list[str] | None = Field(None, min_length=1)
+    """Several splits read one after the other (a mirror split by year); replaces `split` when set."""
     revision: str | None = None
     """Hub revision (commit) to pin."""
 
     def rows(self) -> list[Row]:
-        return read_rows(self.path, self.hub, self.split, self.revision)
+        if not self.splits or (self.path and not find_file(self.path).is_dir()):  # a single file has no splits
+            return read_rows(self.path, self.hub, self.split, self.revision)
+        return [row for split in self.splits for row in read_rows(self.path, self.hub, split, self.revision)]
 
     @property
     def where(self) -> str:
-        return self.path or f"{self.hub}[{self.split}]"
+        return self.path or f"{self.hub}[{'+'.join(self.splits or [self.split])}]"
 
 
 class TableColumns(Strict):

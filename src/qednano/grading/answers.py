@@ -127,7 +127,9 @@ class AnswerJudge(Strict):
     @model_validator(mode="after")
     def _official_needs_the_judge(self) -> AnswerJudge:
         if self.mode == "official" and not self.llm_fallback:
-            raise ValueError("mode official asks the LLM judge for every answer; llm_fallback: false needs mode shortcut")
+            raise ValueError(
+                "mode official asks the LLM judge for every answer; llm_fallback: false needs mode shortcut"
+            )
         return self
 
     @property
@@ -219,9 +221,7 @@ def shortcut_agreement(grades: list[Grade]) -> dict[str, float | int | None]:
     `undecided` the answers the shortcut would have had to send to the judge anyway.
     """
     pairs = [g.metadata.get("shortcut_agrees") for g in grades if g.metadata.get("mode") == "official"]
-    undecided = sum(
-        1 for g in grades if g.metadata.get("mode") == "official" and g.metadata.get("shortcut") is None
-    )
+    undecided = sum(1 for g in grades if g.metadata.get("mode") == "official" and g.metadata.get("shortcut") is None)
     decided = [p for p in pairs if p is not None]
     agree = sum(1 for p in decided if p)
     return {

@@ -70,7 +70,9 @@ _ROLE_BLOCK = re.compile(
     re.IGNORECASE | re.DOTALL,
 )
 _COMMENT = re.compile(r"<!--|-->")
-_NOTE_WORDS = r"(?:notes?|messages?|instructions?|override|prompt|comments?|remarks?|notice|update|directives?|guidance)"
+_NOTE_WORDS = (
+    r"(?:notes?|messages?|instructions?|override|prompt|comments?|remarks?|notice|update|directives?|guidance)"
+)
 _ROLES = (
     r"(?:grader|judge|evaluator|developer|admin(?:istrator)?|moderator|operator|reviewer|examiner|assessor"
     r"|grading|marking|evaluation)s?(?:'s|s')?"
