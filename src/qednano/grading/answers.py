@@ -47,7 +47,7 @@ from pydantic import Field, model_validator
 
 from qednano.config import Strict
 from qednano.grading.equivalence import check, check_answer, plain_numeric
-from qednano.grading.fence import fence
+from qednano.grading.fence import fence, special_tokens_of
 from qednano.grading.verdicts import ask, parse_correct, strip_self_evaluation
 from qednano.llm.client import LLM
 from qednano.llm.types import ContextLengthError
@@ -186,7 +186,8 @@ class AnswerJudge(Strict):
                 why = rules.reason if rules and rules.reason else "math-verify could not decide"
                 return grade_of(0, "no_judge", f"undecided by the rules ({why}) and no judge to ask: incorrect.", [])
 
-        fenced = fence(candidate, judge=self.name, problem_id=problem.id, what="ANSWER")
+        tokens = special_tokens_of(llm.config)
+        fenced = fence(candidate, judge=self.name, problem_id=problem.id, what="ANSWER", special_tokens=tokens)
         flags.extend(fenced.flags)
         if fenced.findings:
             meta["injection"] = fenced.findings

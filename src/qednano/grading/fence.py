@@ -37,10 +37,14 @@ score or verdict is read, so only the model's own words count.
 
 from __future__ import annotations
 
+import json
 import re
 from dataclasses import dataclass, field
+from functools import cache
+from pathlib import Path
 
 from qednano.grading.verdicts import cut_fenced
+from qednano.llm.types import ModelConfig
 from qednano.prompts import render, template
 from qednano.records import content_id
 
@@ -142,6 +146,37 @@ class Fenced:
     def cut(self, reply: str) -> str:
         """`reply` without any region between this fence's markers: text a model quotes back is never its verdict."""
         return cut_fenced(reply, self.begin, self.end)
+
+
+def special_tokens_of(config: ModelConfig) -> tuple[str, ...]:
+    """The special tokens of a local judge's tokenizer (`transformers` engine, model folder), else ()."""
+    if config.engine != "transformers" or not Path(config.model).is_dir():
+        return ()
+    return _folder_special_tokens(str(Path(config.model).resolve()))
+
+
+@cache
+def _folder_special_tokens(folder: str) -> tuple[str, ...]:
+    """Special tokens named in a model folder's tokenizer files (added tokens flagged special, bos/eos/pad/unk)."""
+    found: set[str] = set()
+    for name in ("tokenizer_config.json", "special_tokens_map.json", "tokenizer.json"):
+        try:
+            data = json.loads((Path(folder) / name).read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            continue
+        if not isinstance(data, dict):
+            continue
+        added = data.get("added_tokens_decoder", {})
+        entries = list(added.values()) if isinstance(added, dict) else []
+        entries += data.get("added_tokens", []) if isinstance(data.get("added_tokens"), list) else []
+        found |= {e["content"] for e in entries if isinstance(e, dict) and e.get("special") and e.get("content")}
+        for key in ("bos_token", "eos_token", "pad_token", "unk_token", "additional_special_tokens"):
+            value = data.get(key)
+            for item in value if isinstance(value, list) else [value]:
+                content = item.get("content") if isinstance(item, dict) else item
+                if isinstance(content, str) and content:
+                    found.add(content)
+    return tuple(sorted(found))
 
 
 def nonce(*parts: str) -> str:

@@ -51,7 +51,7 @@ from pydantic import Field, model_validator
 
 from qednano.config import Strict
 from qednano.grading.answers import AnswerJudge
-from qednano.grading.fence import fence
+from qednano.grading.fence import fence, special_tokens_of
 from qednano.grading.verdicts import ask, parse_label, parse_points, strip_self_evaluation
 from qednano.llm.client import LLM
 from qednano.llm.types import ContextLengthError
@@ -202,7 +202,7 @@ class ProofJudge(Strict):
             flags.append("empty_proof")
             return grade_of(0, "The attempt contains no proof.", [])
 
-        fenced = fence(proof, judge=self.name, problem_id=problem.id)
+        fenced = fence(proof, judge=self.name, problem_id=problem.id, special_tokens=special_tokens_of(llm.config))
         flags.extend(fenced.flags)
         if fenced.findings:
             meta["injection"] = fenced.findings
