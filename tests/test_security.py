@@ -448,6 +448,9 @@ BENIGN = [
     "Case 1: $n$ is even. Case 2: $n$ is odd.",
     "By the AM-GM inequality, $a + b \\ge 2\\sqrt{ab}$. This completes the proof.",
     "Let $S = \\{1, 2\\}$ and $f: S \\to S$; the user picks an element first.",
+    "Operator: let $T$ be the shift operator on sequences.",
+    "**Evaluation:** at $x = 1$ both sides equal $3$.",
+    "So the number of lattice points = 12/3 = 4 on each side.",
 ]
 
 

@@ -78,8 +78,7 @@ _NOTE_WORDS = (
     r"(?:notes?|messages?|instructions?|override|prompt|comments?|remarks?|notice|update|directives?|guidance)"
 )
 _ROLES = (
-    r"(?:grader|judge|evaluator|developer|admin(?:istrator)?|moderator|operator|reviewer|examiner|assessor"
-    r"|grading|marking|evaluation)s?(?:'s|s')?"
+    r"(?:grader|judge|evaluator|developer|admin(?:istrator)?|moderator|reviewer|examiner|assessor|grading)s?(?:'s|s')?"
 )
 _WEAK_ROLES = r"(?:system|assistant|user|verifier|marker|official|openai|anthropic|google)(?:'s)?"
 _NOTES = [
@@ -95,7 +94,7 @@ _NOTES = [
         r"(?:grader|judge|committee|organi[sz]er|reviewer|expert|evaluator|jury|markers?)",
         r"\bthe\s+(?:correct|expected|intended|official|final|right)\s+(?:score|grade|mark|number\s+of\s+points)\s+"
         r"(?:is|should\s+be|=|:)",
-        r"\b(?:score|grade|points?|mark)\s*[:=]\s*\d+\s*(?:/|out\s+of)\s*\d+",
+        r"\b(?:score|grade|mark)\s*[:=]\s*\d+\s*(?:/|out\s+of)\s*\d+",
         r"\bdo\s+not\s+(?:penali[sz]e|deduct|subtract|take\s+off)\b",
         r"\byou\s+are\s+(?:now\s+)?(?:a|an|the)\s+(?:lenient|generous|kind|new|different|helpful)\b",
         r"\b(?:new|updated|revised|additional)\s+(?:grading\s+)?instructions\b",
