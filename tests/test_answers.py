@@ -201,6 +201,7 @@ def test_a_failed_llm_call_is_not_a_zero() -> None:
 def test_names_differ_by_config() -> None:
     assert AnswerJudge().name != AnswerJudge(llm_fallback=False).name
     assert AnswerJudge(label="ab").name.startswith("ab-")
+    assert AnswerJudge(mode="official").name != AnswerJudge().name
 
 
 # ---------------------------------------------------------------------------- the real data

@@ -134,7 +134,10 @@ class AnswerJudge(Strict):
 
     @property
     def name(self) -> str:
-        return f"{self.label or 'answer'}-{content_id(self.model_dump(mode='json'), length=6)}"
+        config = self.model_dump(mode="json")
+        if config["mode"] == "shortcut":  # the mode before there were two: names (grades files) stay as they were
+            del config["mode"]
+        return f"{self.label or 'answer'}-{content_id(config, length=6)}"
 
     async def grade(self, problem: Problem, attempt: Attempt, llm: LLM) -> Grade:
         """Grade one attempt's final answer; an `LLMError` from the judge call propagates."""

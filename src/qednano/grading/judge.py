@@ -67,8 +67,6 @@ NEEDS_REFERENCE: frozenset[str] = frozenset({"imo_proofbench"})
 """Styles whose protocol shows the reference solution by default."""
 NO_REFERENCE: frozenset[str] = frozenset({"qed_nano_train", "imo_gradingbench"})
 """Styles whose protocol never shows a reference solution."""
-LABELS: dict[str, int] = {"correct": 7, "almost": 6, "partial": 1, "incorrect": 0}
-"""IMO-GradingBench's labels as points out of 7 (out of m: m, m-1, 1, 0)."""
 
 REFERENCE_HEADING: dict[str, str] = {
     "imo_proofbench": "# Reference solution",
