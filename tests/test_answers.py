@@ -261,6 +261,7 @@ MISLEADING: list[tuple[str, str, str]] = [
     ("Alice", "Celia", "words"),
     ("No", "On", "words"),
     ("x", "X", "words"),
+    ("e", "2.718281828", "words"),  # a constant and a decimal approximation of it
     # repeated items dropped
     ("\\{1, 2, 2\\}", "\\{1, 2\\}", "repeated"),
 ]
