@@ -9,7 +9,8 @@ from pathlib import Path
 import pytest
 from judge_engines import Scripted, echo, make_llm, prompt_of
 
-from qednano.grading.answers import AnswerJudge, check_answer, final_answer, normalise
+from qednano.grading.answers import AnswerJudge, check_answer, final_answer, normalise, shortcut_agreement
+from qednano.grading.equivalence import check
 from qednano.grading.fence import INJECTION_FLAG
 from qednano.llm.types import LLMError, Retryable
 from qednano.records import Attempt, Grade, Problem
@@ -164,7 +165,8 @@ def test_without_llm_fallback_undecided_is_incorrect() -> None:
     problem = Problem(id="t", statement="Who wins?", answer="Bob")
     engine = Scripted("<verdict>Correct</verdict>")
     g = judge_run("\\boxed{the second player}", engine, problem, llm_fallback=False)
-    assert g.points == 0 and g.metadata["decided_by"] == "math_verify" and engine.requests == []
+    # nothing decided it: `decided_by` says so (it said math_verify before issue 10 item 9)
+    assert g.points == 0 and g.metadata["decided_by"] == "no_judge" and engine.requests == []
 
 
 def test_no_box_falls_back_to_the_last_lines_and_is_flagged() -> None:
@@ -199,6 +201,7 @@ def test_a_failed_llm_call_is_not_a_zero() -> None:
 def test_names_differ_by_config() -> None:
     assert AnswerJudge().name != AnswerJudge(llm_fallback=False).name
     assert AnswerJudge(label="ab").name.startswith("ab-")
+    assert AnswerJudge(mode="official").name != AnswerJudge().name
 
 
 # ---------------------------------------------------------------------------- the real data
@@ -226,3 +229,97 @@ def test_real_integer_answers_off_by_one_are_rejected_without_the_llm(imobench_d
     integers = [r["Short Answer"].strip() for r in answerbench(imobench_dir) if r["Short Answer"].strip().isdigit()]
     assert len(integers) > 200
     assert all(check_answer(g, str(int(g) + 1)) is False for g in integers)
+
+
+# ------------------------------------------------- math-verify's "equal" is not trusted blindly (issue 10, item 9)
+
+# (gold, candidate, what math-verify drops or confuses). math-verify says "equal" on every one of these pairs;
+# none of them is safely the same answer, so the rules must leave each to the LLM judge.
+MISLEADING: list[tuple[str, str, str]] = [
+    # different kinds of object
+    ("\\{1, 2\\}", "(1, 2)", "kinds"),  # a set and an open interval
+    ("(0, 1)", "\\{0, 1\\}", "kinds"),  # an open interval and a set
+    ("1, 2", "(1, 2)", "kinds"),
+    ("(2, 3)", "2, 3", "kinds"),
+    ("2", "\\{2\\}", "kinds"),  # a number and a set
+    ("\\{1\\}", "1", "kinds"),
+    ("f(x) = x", "x", "kinds"),  # an equation and an expression
+    ("1 \\le x \\le 3", "[1, 3]", "kinds"),  # a relation and an interval
+    ("(1, 2, 3)", "\\{1, 2, 3\\}", "kinds"),  # an ordered tuple and a set
+    ("3", "3, 3", "kinds"),
+    ("1", "\\{1, 1\\}", "kinds"),
+    # units, degrees and percent signs dropped
+    ("5", "5 \\text{ cm}", "words"),
+    ("5 \\text{ cm}", "5 \\text{ m}", "words"),
+    ("\\frac{1}{2}", "1/2 \\text{ kg}", "words"),
+    ("3", "3 \\text{ ways}", "words"),
+    ("50\\%", "50", "percent"),
+    ("50\\%", "0.5", "percent"),
+    ("2", "2^\\circ", "degree"),
+    ("90^\\circ", "90", "degree"),
+    # words read as products of letters, and letter case
+    ("Alice", "Celia", "words"),
+    ("No", "On", "words"),
+    ("x", "X", "words"),
+    ("e", "2.718281828", "words"),  # a constant and a decimal approximation of it
+    # repeated items dropped
+    ("\\{1, 2, 2\\}", "\\{1, 2\\}", "repeated"),
+]
+
+
+def test_misleading_pairs_are_a_wide_set() -> None:
+    assert len(MISLEADING) >= 20 and {why for *_, why in MISLEADING} >= {"kinds", "words", "percent", "degree"}
+
+
+@pytest.mark.parametrize(("gold", "candidate", "why"), MISLEADING)
+def test_math_verify_equal_resting_on_dropped_parts_is_not_trusted(gold: str, candidate: str, why: str) -> None:
+    result = check(gold, candidate)
+    assert result.raw is True  # math-verify itself calls them equal ...
+    assert result.decision is None and result.reason  # ... but the rules leave them undecided, and say why
+    assert check_answer(gold, candidate) is None
+    word = {"kinds": "kinds of object", "words": "words", "percent": "percent", "degree": "degree"}.get(why, "repeated")
+    assert word in result.reason
+
+
+def test_math_verify_equal_on_the_whole_answer_still_decides() -> None:
+    for gold, candidate in [
+        ("\\frac{1}{2}", "0.5"),
+        ("6", "3!"),
+        ("1/2", "2/4"),
+        ("\\{3, 2, 1\\}", "1, 2, 3"),
+        ("n^2 - n + 1", "n(n-1)+1"),
+        ("(0, 1]", "(0,1]"),
+        ("\\sqrt{2}", "2^{1/2}"),
+    ]:
+        assert check(gold, candidate).decision is True, (gold, candidate)
+
+
+@pytest.mark.parametrize(("gold", "candidate", "_"), MISLEADING[:6])
+def test_a_deferred_pair_goes_to_the_judge_and_decided_by_names_it(gold: str, candidate: str, _: str) -> None:
+    problem = Problem(id="m", statement="Find it.", answer=gold)
+    engine = Scripted("They differ.\n<verdict>Incorrect</verdict>")
+    g = judge_run(f"So \\boxed{{{candidate}}}.", engine, problem)
+    assert g.points == 0 and g.metadata["decided_by"] == "llm" and len(engine.requests) == 1
+    assert g.metadata["math_verify"] is True and g.metadata["math_verify_note"]
+    g = judge_run(f"So \\boxed{{{candidate}}}.", Scripted("<verdict>Correct</verdict>"), problem, llm_fallback=False)
+    assert g.points == 0 and g.metadata["decided_by"] == "no_judge"  # without a judge: incorrect, and says so
+
+
+# ------------------------------------------------- the official mode: every answer to the judge (item 15)
+
+
+def test_official_mode_asks_the_judge_for_every_answer_and_records_the_shortcut() -> None:
+    engine = Scripted("<verdict>Correct</verdict>", "<verdict>Incorrect</verdict>", "<verdict>Correct</verdict>")
+    exact = judge_run("Thus \\boxed{\\dfrac{3}{2}}.", engine, mode="official")  # exact match: still asked
+    wrong = judge_run("Hence $\\boxed{1.5}$.", engine, mode="official")  # math-verify: equal; the judge: no
+    text = judge_run("Hence $\\boxed{\\text{three halves}}$.", engine, mode="official")  # rules undecided
+    assert len(engine.requests) == 3
+    assert [g.metadata["decided_by"] for g in (exact, wrong, text)] == ["llm"] * 3
+    assert (exact.points, wrong.points, text.points) == (1, 0, 1)
+    assert [g.metadata["shortcut"] for g in (exact, wrong, text)] == [True, True, None]
+    assert [g.metadata["shortcut_agrees"] for g in (exact, wrong, text)] == [True, False, None]
+    assert shortcut_agreement([exact, wrong, text]) == {"decided": 2, "agree": 1, "rate": 0.5, "undecided": 1}
+    shortcut = judge_run("Thus \\boxed{\\dfrac{3}{2}}.", Scripted("<verdict>Incorrect</verdict>"))
+    assert shortcut.metadata["decided_by"] == "exact" and "shortcut_agrees" not in shortcut.metadata
+    with pytest.raises(ValueError, match="official"):
+        AnswerJudge(mode="official", llm_fallback=False)

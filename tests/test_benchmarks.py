@@ -307,3 +307,56 @@ def test_real_imobench_files(imobench_dir: Path) -> None:
     fixed = next(p for p in answers if p.id == "imo-bench-algebra-036")
     assert fixed.answer == "$Y(x)=A+\\frac{B}{x}-x$" and fixed.metadata["origin"] == "Iran 2002"
     assert fixed.statement.endswith("\\]") and "Y(x)=A" not in fixed.statement
+
+
+# ------------------------------------------------- list-of-items rubrics pass through the normaliser (issue 10, item 16)
+
+SCHEMA = [  # the `schema` column of lm-provers/FineProofs-RL: title, points, description
+    {"title": "Set up the induction", "points": 2, "description": "States the base case $n=1$ and the hypothesis."},
+    {"title": "Inductive step", "points": 5, "description": "Shows $P(n) \\Rightarrow P(n+1)$."},
+]
+CANONICAL = (
+    "## Checkpoints (7 pts total)\n1. [2 pts] Set up the induction: States the base case $n=1$ and the hypothesis.\n"
+    "2. [5 pts] Inductive step: Shows $P(n) \\Rightarrow P(n+1)$.\nTotal (max 7)"
+)
+
+
+def test_table_source_renders_a_list_rubric_in_every_file_form(tmp_path: Path) -> None:
+    rows = [{"task": "Prove $P(n)$ for all $n$.", "schema": SCHEMA}]
+    (tmp_path / "t.jsonl").write_text(json.dumps(rows[0]) + "\n")
+    with open(tmp_path / "t.csv", "w", newline="") as fh:  # a CSV copy holds the list's Python repr
+        writer = csv.writer(fh)
+        writer.writerow(["task", "schema"])
+        writer.writerow([rows[0]["task"], str(SCHEMA)])
+    hub = save_hub_copy(rows, tmp_path / "hub")
+    mapping = {"statement": "task", "rubric": "schema"}
+    for path in (tmp_path / "t.jsonl", tmp_path / "t.csv", hub):
+        (problem,) = Table(path=str(path), columns=mapping).load()
+        assert problem.rubric.startswith(CANONICAL), (path, problem.rubric)
+        assert "{'title'" not in problem.rubric and '"title"' not in problem.rubric
+
+
+def test_proofbench_fallback_schema_column_is_normalised(tmp_path: Path) -> None:
+    row = {"problem_id": "X-2024-1", "problem": "Prove $P(n)$.", "solution": "By induction.", "schema": SCHEMA}
+    path = tmp_path / "pb.jsonl"
+    path.write_text(json.dumps(row) + "\n")
+    (problem,) = ProofBench(path=str(path)).load()
+    assert problem.rubric.startswith(CANONICAL) and "{'title'" not in problem.rubric
+    text_row = {**row, "schema": "1. (7 pts) Everything."}
+    path.write_text(json.dumps(text_row) + "\n")
+    assert ProofBench(path=str(path)).load()[0].rubric == "1. (7 pts) Everything."  # text keeps its wording
+
+
+def test_a_source_can_read_several_splits(tmp_path: Path) -> None:
+    """lm-provers/ProofBench is split by year (24_25, other): the paper's recipe reads both."""
+    datasets = pytest.importorskip("datasets")
+    row = {"problem": "Prove $P$.", "solution": "S.", "grading_scheme": "1. (7 pts) All."}
+    splits = {
+        "24_25": datasets.Dataset.from_list([{**row, "problem_id": "USAMO-2025-1"}]),
+        "other": datasets.Dataset.from_list([{**row, "problem_id": "APMO-2023-2"}]),
+    }
+    datasets.DatasetDict(splits).save_to_disk(str(tmp_path / "pb"))
+    both = ProofBench(path=str(tmp_path / "pb"), splits=["24_25", "other"]).load()
+    assert [p.id for p in both] == ["USAMO-2025-1", "APMO-2023-2"]
+    assert [p.metadata["subset"] for p in both] == ["2024-2025", "other"]
+    assert [p.id for p in ProofBench(path=str(tmp_path / "pb"), split="other").load()] == ["APMO-2023-2"]

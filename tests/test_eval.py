@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
@@ -36,20 +37,89 @@ def test_committed_run_recipes_validate(recipe: Path) -> None:
         assert cfg.load(recipe, [], RunRecipe).judges
 
 
-def test_benchmark_recipes_hold_the_official_protocols() -> None:
+def test_table1_recipe_holds_the_papers_judge_protocols() -> None:
+    """Table 1 as the paper judged it (issue 10, item 13): Gemini 3 Pro on all three benchmarks."""
     loaded = cfg.load(
         cfg.PACKAGE_RECIPES / "eval" / "table1-qed-nano.yaml",
         ["samples=1", "benchmarks.imo-proofbench.problems.limit=5"],
         EvalRecipe,
     )
+    assert {b.models.judge.model for b in loaded.benchmarks.values()} == {"gemini-3-pro-preview"}
     proof = loaded.benchmarks["imo-proofbench"]
     assert proof.judge.kind == "proof" and proof.judge.style == "imo_proofbench" and proof.judge.shows_reference
-    assert proof.models.judge.model == "gemini-2.5-pro" and proof.problems.limit == 5
-    grader = loaded.benchmarks["proofbench"].judge
-    assert (grader.style, grader.reference, grader.samples, grader.aggregate) == ("proofbench", True, 5, "median")
-    assert loaded.benchmarks["proofbench"].models.judge.model == "o3"
+    assert proof.judge.samples == 1 and proof.problems.limit == 5
+    grader = loaded.benchmarks["proofbench"]
+    judge = grader.judge
+    assert (judge.style, judge.shows_reference, judge.samples) == ("proofbench_strict", False, 1)
+    assert grader.problems.hub == "lm-provers/ProofBench" and grader.problems.source == "proofbench"
     answers = loaded.benchmarks["imo-answerbench"]
-    assert answers.judge.kind == "answer" and answers.scaffold_settings == {"prompt": "answer"}
+    assert answers.judge.kind == "answer" and answers.judge.mode == "official"
+    assert answers.scaffold_settings == {"prompt": "answer"}
+    table2 = cfg.load(cfg.PACKAGE_RECIPES / "eval" / "table2-scaffolds.yaml", [], EvalRecipe)
+    assert table2.benchmarks["imo-proofbench"] == loaded.benchmarks["imo-proofbench"].model_copy(
+        update={"problems": table2.benchmarks["imo-proofbench"].problems}
+    )
+
+
+def test_official_protocol_recipes_stay_under_their_own_names(tmp_path: Path) -> None:
+    def bench(name: str) -> Any:
+        data = {
+            "run_dir": "r",
+            "benchmarks": {"b": name},
+            "models": {"m": {"model": "m"}},
+            "scaffolds": {"d": "direct"},
+        }
+        path = tmp_path / f"{name}.yaml"
+        path.write_text(yaml.safe_dump(data))
+        return cfg.load(path, [], EvalRecipe).benchmarks["b"]
+
+    ma = bench("proofbench-proofgrader")  # Ma et al.'s ProofGrader: o3, reference + scheme, median of 5
+    assert (ma.judge.style, ma.judge.reference, ma.judge.samples, ma.judge.aggregate) == (
+        "proofbench",
+        True,
+        5,
+        "median",
+    )
+    assert ma.models.judge.model == "o3"
+    imo = bench("imo-proofbench")  # IMO-ProofBench's ProofAutoGrader: Gemini 2.5 Pro
+    assert imo.judge.style == "imo_proofbench" and imo.models.judge.model == "gemini-2.5-pro"
+    assert bench("imo-answerbench").judge.mode == "official"
+
+
+def test_table1_dry_run_shows_each_benchmarks_judge(capsys: pytest.CaptureFixture[str]) -> None:
+    assert cli.main(["eval", "eval/table1-qed-nano", "--dry-run"]) == 0
+    out = yaml.safe_load(capsys.readouterr().out)
+    for label, style in (("imo-proofbench", "imo_proofbench"), ("proofbench", "proofbench_strict")):
+        bench = out["benchmarks"][label]
+        assert bench["models"]["judge"]["model"] == "gemini-3-pro-preview"
+        assert bench["judge"]["style"] == style and bench["judge"]["samples"] == 1
+    assert out["benchmarks"]["proofbench"]["judge"]["reference"] is False
+    assert out["benchmarks"]["imo-answerbench"]["judge"]["mode"] == "official"
+
+
+def test_grader_meta_evaluation_recipes() -> None:
+    """Table 4 on MathArena's human grades with all five styles; IMO-GradingBench's own protocol (item 14)."""
+    matharena = cfg.load(cfg.PACKAGE_RECIPES / "eval" / "judges-matharena.yaml", [], RunRecipe)
+    assert [j.style for j in matharena.judges] == ["simple", "opc", "proofbench", "proofbench_strict", "gimo"]
+    text = (cfg.PACKAGE_RECIPES / "eval" / "judges-matharena.yaml").read_text()
+    assert "Table 4" in text and "438 solutions over 22 problems" in text
+    proofbench = (cfg.PACKAGE_RECIPES / "eval" / "judges-proofbench.yaml").read_text()
+    assert "NOT the QED-Nano paper's Table 4" in proofbench
+    gradingbench = cfg.load(cfg.PACKAGE_RECIPES / "eval" / "judges-gradingbench.yaml", [], RunRecipe)
+    assert gradingbench.judges[0].style == "imo_gradingbench"
+    table5 = cfg.load(cfg.PACKAGE_RECIPES / "eval" / "judges-indistribution.yaml", [], RunRecipe)
+    assert [(j.style, j.shows_reference) for j in table5.judges] == [
+        ("proofbench_strict", False),
+        ("proofbench_strict", True),
+    ]
+
+
+def test_benchmark_recipes_plan_their_cells() -> None:
+    loaded = cfg.load(
+        cfg.PACKAGE_RECIPES / "eval" / "table1-qed-nano.yaml",
+        ["samples=1", "benchmarks.imo-proofbench.problems.limit=5"],
+        EvalRecipe,
+    )
     cells = plan(loaded)
     assert [(c.benchmark_label, c.scaffold_label) for c in cells][:2] == [
         ("imo-proofbench", "direct"),

@@ -173,6 +173,9 @@ def judge_script(body: dict[str, Any]) -> str:
     proof = re.search(r"<<<BEGIN PROOF \w+>>>\n(.*)\n<<<END PROOF \w+>>>", prompt, re.S)
     assert proof is not None
     [points] = [p for snippet, p in JUDGED.items() if snippet in proof.group(1)]
+    if "between the tags <grade> and </grade>" in prompt:  # IMO-GradingBench's own protocol: a label
+        label = {7: "correct", 6: "almost", 1: "partial", 0: "incorrect"}[points]
+        return f"Checked.\n<grade>{label}</grade>"
     return f"<assessment>checked</assessment>\n<points>{points} out of 7</points>"
 
 
@@ -189,10 +192,11 @@ def test_grade_then_report_with_the_gradingbench_recipe(tmp_path: Path, monkeypa
         ]
         loaded = cfg.load(recipe, overrides, RunRecipe)
         assert loaded.attempts == "human" and isinstance(loaded.problems, IMOGradingBench)
-        assert [j.style for j in loaded.judges] == ["imo_proofbench", "proofbench_strict", "simple"]
+        styles = [j.style for j in loaded.judges]
+        assert styles == ["imo_gradingbench", "imo_proofbench", "proofbench_strict", "simple"]
         assert cli.main(["grade", str(recipe), *overrides]) == 0
-        assert server.requests == 3 * 8
-    imo = loaded.judges[0].name
+        assert server.requests == 4 * 8
+    own, imo = loaded.judges[0].name, loaded.judges[1].name
     grades = [Grade.model_validate_json(line) for line in (run / "grades" / f"{imo}.jsonl").read_text().splitlines()]
     assert sorted(g.points for g in grades) == [0, 1, 1, 1, 6, 7, 7, 7]
     # Human 7,6,1,0 | 7,0 | 7,1 against judge 7,6,1,1 | 7,0 | 7,1: one miss by one point. Advantages of GB-001:
@@ -200,6 +204,11 @@ def test_grade_then_report_with_the_gradingbench_recipe(tmp_path: Path, monkeypa
     # exact 7/8; Kendall tau-b 0.934 (scipy.stats.kendalltau on the same pairs).
     row = f"| {imo} | imo_proofbench | 8 | 0.188 | 0.125 | 0.354 | 100.0% | 87.5% | 0.934 | 0.12 | 0.0% | 0 |"
     assert row in (run / "agreement.md").read_text()
+    # the benchmark's own protocol, read from labels: the same points, so the same row; `exact` is its 4-class accuracy
+    assert (
+        row.replace(f"| {imo} | imo_proofbench |", f"| {own} | imo_gradingbench |")
+        in (run / "agreement.md").read_text()
+    )
     assert cli.main(["report", str(run)]) == 0
     md = (run / "report.md").read_text()
     assert "## Grader agreement with human grades" in md and row in md

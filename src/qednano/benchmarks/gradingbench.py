@@ -32,7 +32,7 @@ from typing import Any, Literal
 from qednano.benchmarks.checks import Issues, text
 from qednano.benchmarks.proofbench import positive_int, scheme_points, scheme_text
 from qednano.benchmarks.rows import Row
-from qednano.benchmarks.tables import ID_COLUMNS, STATEMENT_COLUMNS, HumanGradedTable
+from qednano.benchmarks.tables import ID_COLUMNS, STATEMENT_COLUMNS, HumanGradedTable, rubric_cell
 from qednano.records import Attempt, Problem, content_id
 
 REWARD_POINTS: dict[str, int] = {"incorrect": 0, "partial": 1, "almost": 6, "correct": 7}
@@ -127,7 +127,9 @@ class IMOGradingBench(HumanGradedTable):
                 id=problem_id,
                 statement=statement,
                 solution=text(row.pick("Solution", "solution", "reference_solution")[1]),
-                rubric=text(row.pick("Grading guidelines", "grading_guidelines", "rubric")[1]),
+                rubric=rubric_cell(
+                    row, row.pick("Grading guidelines", "grading_guidelines", "rubric")[0] or "", 7, issues
+                ),
                 max_points=7,
                 source=self.source,
                 metadata={"origin": text(row.pick("Problem Source", "problem_source", "source")[1])},

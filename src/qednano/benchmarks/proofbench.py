@@ -16,7 +16,8 @@ from typing import Any, Literal
 
 from qednano.benchmarks.checks import Issues, text
 from qednano.benchmarks.rows import Row
-from qednano.benchmarks.tables import ID_COLUMNS, STATEMENT_COLUMNS, HumanGradedTable, TableSource
+from qednano.benchmarks.tables import ID_COLUMNS, STATEMENT_COLUMNS, HumanGradedTable, TableSource, rubric_cell
+from qednano.grading.rubrics import rubric_items
 from qednano.records import Attempt, Problem
 
 
@@ -43,7 +44,7 @@ class ProofBench(HumanGradedTable):
                 id=problem_id,
                 statement=statement,
                 solution=text(row.pick("reference_solution", "solution")[1]),
-                rubric=text(row.pick("marking_scheme", "grading_scheme", "schema")[1]),
+                rubric=rubric_cell(row, row.pick("marking_scheme", "grading_scheme", "schema")[0] or "", 7, issues),
                 max_points=7,
                 source=self.source,
                 metadata={
@@ -145,7 +146,8 @@ def scheme_points(scheme: Any) -> float:
 
 
 def scheme_text(scheme: Any) -> str:
-    """A MathArena grading scheme (list of {title, points, desc|description}, or text) as rubric text."""
+    """A MathArena grading scheme (list of {title, points, desc|description}, its JSON text, or text) as rubric text."""
+    scheme = rubric_items(scheme) or scheme
     if isinstance(scheme, list):
         lines = []
         for item in scheme:

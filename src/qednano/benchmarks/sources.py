@@ -46,6 +46,7 @@ from qednano.benchmarks.tables import (
     Table,
     TableSource,
     keep_matching,
+    rubric_cell,
     select,
 )
 from qednano.builtin.source import BuiltinSource
@@ -100,7 +101,7 @@ class IMOProofBench(TableSource):
                 "id": text(row.pick(*ID_COLUMNS)[1]),
                 "statement": text(row.pick(*STATEMENT_COLUMNS)[1]),
                 "solution": text(row.pick("Solution", "solution")[1]),
-                "rubric": text(row.pick("Grading guidelines", "grading_guidelines")[1]),
+                "rubric": rubric_cell(row, row.pick("Grading guidelines", "grading_guidelines")[0] or "", 7, issues),
                 "category": text(row.pick("Category", "category")[1]),
                 "level": text(row.pick("Level", "level")[1]),
                 "short_answer": text(row.pick("Short Answer", "short_answer")[1]),

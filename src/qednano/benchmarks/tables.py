@@ -16,7 +16,8 @@ from pydantic import Field
 
 from qednano.benchmarks.checks import Issues, text
 from qednano.benchmarks.rows import Row, read_rows
-from qednano.config import ConfigError, Strict
+from qednano.config import ConfigError, Strict, find_file
+from qednano.grading.rubrics import rubric_text
 from qednano.records import Attempt, Problem, content_id
 
 ID_COLUMNS = ("Problem ID", "problem_id", "question_id", "id")
@@ -47,15 +48,19 @@ class TableSource(Selection):
     hub: str | None = None
     """Hub dataset id, read when no `path` is given."""
     split: str = "train"
+    splits: list[str] | None = Field(None, min_length=1)
+    """Several splits read one after the other (a mirror split by year); replaces `split` when set."""
     revision: str | None = None
     """Hub revision (commit) to pin."""
 
     def rows(self) -> list[Row]:
-        return read_rows(self.path, self.hub, self.split, self.revision)
+        if not self.splits or (self.path and not find_file(self.path).is_dir()):  # a single file has no splits
+            return read_rows(self.path, self.hub, self.split, self.revision)
+        return [row for split in self.splits for row in read_rows(self.path, self.hub, split, self.revision)]
 
     @property
     def where(self) -> str:
-        return self.path or f"{self.hub}[{self.split}]"
+        return self.path or f"{self.hub}[{'+'.join(self.splits or [self.split])}]"
 
 
 class TableColumns(Strict):
@@ -104,7 +109,7 @@ class Table(TableSource):
                     id=text(row.values[cols.id]) if cols.id else content_id(statement),
                     statement=statement,
                     solution=text(row.values.get(cols.solution)) if cols.solution else "",
-                    rubric=text(row.values.get(cols.rubric)) if cols.rubric else "",
+                    rubric=rubric_cell(row, cols.rubric, points, issues) if cols.rubric else "",
                     answer=text(row.values.get(cols.answer)) if cols.answer else "",
                     max_points=points,
                     source=self.name,
@@ -113,6 +118,15 @@ class Table(TableSource):
             )
         issues.raise_if_any()
         return self.select(problems, self.where)
+
+
+def rubric_cell(row: Row, column: str, max_points: int, issues: Issues) -> str:
+    """The row's rubric cell through the normaliser (`rubric_text`); an unreadable cell is an issue on `column`."""
+    try:
+        return rubric_text(row.values.get(column), max_points)
+    except ValueError as err:
+        issues.add(row, column, str(err))
+        return ""
 
 
 def keep_matching(problems: list[Problem], key: str, allowed: list[str], where: str) -> list[Problem]:

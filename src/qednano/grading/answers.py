@@ -1,40 +1,53 @@
-"""Final-answer checking for IMO-AnswerBench-style problems: extract, math-verify, then an LLM judge.
+"""Final-answer checking for IMO-AnswerBench-style problems: extract, rules, then an LLM judge.
 
 The GRADE stage for answer problems (eval-anchors section 4, anchor section 3.6). The
 official IMO-AnswerBench grader is an LLM judge because rule-based checkers reject valid
-answer forms (the RC paper found math-verify under-estimates); an LLM judge costs a call
-per answer. `AnswerJudge` therefore does both, in order:
+answer forms (the RC paper found math-verify under-estimates) and, as `equivalence.py`
+shows, accept some invalid ones. `AnswerJudge` works in one of two modes:
+
+- `official` (the paper recipes): every answer goes to the LLM judge, as IMO-Bench's
+  AnswerAutoGrader does; the rules' verdict (the *shortcut*) is computed too and recorded
+  beside the judge's, so the shortcut's agreement with the judge is measured, not assumed
+  (`shortcut_agreement`).
+- `shortcut` (cheap runs): the rules decide what they can and only the rest is asked.
+
+The steps:
 
 1. **Extract** the final answer (`final_answer`): the last `\\boxed{...}`/`\\fbox{...}` with
    nested braces; several boxes on the last line that has one are joined with commas (list
    answers); inner boxes are unwrapped. With no box, the last five lines are the candidate
    and the Grade is flagged `no_boxed_answer`.
-2. **Exact match** after light normalisation decides `correct` at once.
-3. **math-verify** (`check_answer`): `True` decides correct. `False` decides incorrect only
-   when both sides are written as plain numbers, numeric sets or intervals and parse to
-   closed objects (no free symbols, no units), where its comparison is reliable; otherwise
-   the answer is undecided.
-4. **LLM equivalence judge** (`judge_answer.md`, our prompt) for what is undecided, with the
-   same strict parsing and bounded re-asks as the proof judge: `<verdict>Correct</verdict>`
-   or `<verdict>Incorrect</verdict>`, else ungraded.
+2. **Exact match** after light normalisation.
+3. **math-verify** (`equivalence.check`): its "equal" counts only when it rests on the whole
+   answer (same kind of object, nothing dropped: units, case, words, repeated items), its
+   "not equal" only between plain numbers, numeric sets and intervals; anything else is
+   undecided, with the reason in `math_verify_note`.
+4. **LLM equivalence judge** (`judge_answer.md`, our prompt), with the same strict parsing
+   and bounded re-asks as the proof judge: `<verdict>Correct</verdict>` or
+   `<verdict>Incorrect</verdict>`, else ungraded. Without a judge (`llm_fallback: false`,
+   shortcut mode only) an undecided answer counts as incorrect.
 
 Points are 1 (correct) or 0 (incorrect) with `max_points=1`, so `Grade.score` is the
-accuracy. `Grade.metadata`: `decided_by` (`exact`, `math_verify`, `llm`, `empty`, or `none`
-when the problem has no reference answer: ungraded),
-`extracted`, `gold`, `math_verify` (True, False or None), `llm_verdict`, `reasks`.
+accuracy. `Grade.metadata`: `mode`; `decided_by`, what decided: `exact`, `math_verify`,
+`llm`, `no_judge` (undecided and no judge to ask: incorrect), `empty`, or `none` when the
+problem has no reference answer (ungraded); `extracted`, `gold`; `math_verify` (its raw
+verdict, True, False or None) and `math_verify_note` (why it was not trusted); `shortcut`
+(what exact match and math-verify decide: True, False or None); `llm_verdict`, `reasks`;
+and in the official mode `shortcut_agrees` (None when the shortcut is undecided or the
+judge gave no verdict).
 """
 
 from __future__ import annotations
 
 import logging
 import re
-import threading
 from typing import Any, Literal
 
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from qednano.config import Strict
-from qednano.grading.fence import fence
+from qednano.grading.equivalence import check, check_answer, plain_numeric
+from qednano.grading.fence import fence, special_tokens_of
 from qednano.grading.verdicts import ask, parse_correct, strip_self_evaluation
 from qednano.llm.client import LLM
 from qednano.llm.types import ContextLengthError
@@ -94,77 +107,43 @@ def normalise(answer: str) -> str:
     return s.rstrip(".").lower()
 
 
-_NUMERIC_COMMANDS = re.compile(r"\\(?:[dt]?frac|sqrt|pi|infty|cup|cdot|times|left|right|[{},;! ])")
-_NUMERIC_TEXT = re.compile(r"^[0-9+\-*/^()\[\]{}.,=\s]*$")
-
-
-def plain_numeric(answer: str) -> bool:
-    """True for an answer written only with numbers, arithmetic, fractions, roots, pi, sets and intervals.
-
-    math-verify normalises units away (`60^\\circ` becomes 60) and reads words as products of
-    symbols, so its "not equal" is trusted only between answers of this plain form.
-    """
-    return bool(_NUMERIC_TEXT.match(_NUMERIC_COMMANDS.sub("", answer.strip().strip("$").rstrip("."))))
-
-
-def _closed(value: Any) -> bool:
-    """True for a numeric sympy object (or a collection of them): no free symbols, no text."""
-    if isinstance(value, list | tuple | set | frozenset):
-        return bool(value) and all(_closed(v) for v in value)
-    free = getattr(value, "free_symbols", None)
-    return free is not None and not free
-
-
-def check_answer(gold: str, candidate: str) -> bool | None:
-    """math-verify's verdict: True (equivalent), False (both numeric and different), None (undecided)."""
-    from math_verify import parse, verify
-    from math_verify.parser import ExprExtractionConfig, LatexExtractionConfig
-
-    # math-verify's timeouts use SIGALRM, which only the main thread may set.
-    timeout: int | None = 5 if threading.current_thread() is threading.main_thread() else None
-    config = [LatexExtractionConfig(boxed_match_priority=0), ExprExtractionConfig()]
-
-    def parsed(s: str) -> list[Any]:
-        s = s.strip().rstrip(".")
-        try:
-            return parse(s if "$" in s else f"${s}$", config, parsing_timeout=timeout)  # type: ignore[arg-type]
-        except Exception as err:  # math-verify can raise from deep inside sympy
-            log.debug("math-verify could not parse %r: %s", s, err)
-            return []
-
-    g, c = parsed(gold), parsed(candidate)
-    if not g or not c:
-        return None
-    try:
-        if verify(g, c, timeout_seconds=timeout):
-            return True
-    except Exception as err:
-        log.debug("math-verify failed on %r vs %r: %s", gold, candidate, err)
-        return None
-    decidable = plain_numeric(gold) and plain_numeric(candidate) and _closed(g[0]) and _closed(c[0])
-    return False if decidable else None
+__all__ = ["AnswerJudge", "boxes", "check_answer", "final_answer", "normalise", "plain_numeric", "unbox"]
 
 
 class AnswerJudge(Strict):
-    """Check a final answer against `Problem.answer`: exact match, math-verify, then an LLM judge."""
+    """Check a final answer against `Problem.answer`: exact match and math-verify, and an LLM judge."""
 
     kind: Literal["answer"] = "answer"
+    mode: Literal["official", "shortcut"] = "shortcut"
+    """`official`: the LLM judge decides every answer (IMO-Bench's protocol) and the rules' verdict is
+    recorded beside it; `shortcut`: the rules decide what they can, the judge only the rest."""
     llm_fallback: bool = True
-    """Ask the LLM judge when math-verify cannot decide; False: undecided answers count as incorrect."""
+    """Shortcut mode: ask the LLM judge when the rules cannot decide; False: undecided counts as incorrect."""
     max_reasks: int = Field(2, ge=0, le=10)
     """Re-asks when the LLM judge's reply has no usable verdict; then the answer is ungraded."""
     label: str | None = Field(None, pattern=r"^[A-Za-z0-9_.-]{1,64}$")
     """Readable prefix of `name` (default `answer`); the config hash is always appended."""
 
+    @model_validator(mode="after")
+    def _official_needs_the_judge(self) -> AnswerJudge:
+        if self.mode == "official" and not self.llm_fallback:
+            raise ValueError(
+                "mode official asks the LLM judge for every answer; llm_fallback: false needs mode shortcut"
+            )
+        return self
+
     @property
     def name(self) -> str:
-        return f"{self.label or 'answer'}-{content_id(self.model_dump(mode='json'), length=6)}"
+        config = self.model_dump(mode="json")
+        if config["mode"] == "shortcut":  # the mode before there were two: names (grades files) stay as they were
+            del config["mode"]
+        return f"{self.label or 'answer'}-{content_id(config, length=6)}"
 
     async def grade(self, problem: Problem, attempt: Attempt, llm: LLM) -> Grade:
         """Grade one attempt's final answer; an `LLMError` from the judge call propagates."""
         text = strip_self_evaluation(attempt.proof)
         flags: list[str] = ["truncated_attempt"] if attempt.truncated else []
-        meta: dict[str, Any] = {"gold": problem.answer}
+        meta: dict[str, Any] = {"mode": self.mode, "gold": problem.answer}
 
         def grade_of(points: int | None, decided_by: str, explanation: str, calls: list[Completion]) -> Grade:
             meta["decided_by"] = decided_by
@@ -193,16 +172,25 @@ class AnswerJudge(Strict):
         else:
             candidate = extracted
         meta["extracted"] = extracted
-        if extracted is not None and normalise(extracted) == normalise(problem.answer):
-            meta["math_verify"] = None
-            return grade_of(1, "exact", "The answer matches the reference exactly.", [])
-        verdict = check_answer(problem.answer, extracted) if extracted is not None else None
-        meta["math_verify"] = verdict
-        if verdict is not None or not self.llm_fallback:
-            ok = bool(verdict)
-            return grade_of(int(ok), "math_verify", f"math-verify: {'equivalent' if ok else 'not equivalent'}.", [])
+        exact = extracted is not None and normalise(extracted) == normalise(problem.answer)
+        rules = check(problem.answer, extracted) if extracted is not None and not exact else None
+        meta["math_verify"] = rules.raw if rules else None
+        if rules and rules.reason:
+            meta["math_verify_note"] = rules.reason
+        shortcut: bool | None = True if exact else rules.decision if rules else None
+        meta["shortcut"] = shortcut
+        if self.mode == "shortcut":
+            if exact:
+                return grade_of(1, "exact", "The answer matches the reference exactly.", [])
+            if shortcut is not None:
+                word = "equivalent" if shortcut else "not equivalent"
+                return grade_of(int(shortcut), "math_verify", f"math-verify: {word}.", [])
+            if not self.llm_fallback:
+                why = rules.reason if rules and rules.reason else "math-verify could not decide"
+                return grade_of(0, "no_judge", f"undecided by the rules ({why}) and no judge to ask: incorrect.", [])
 
-        fenced = fence(candidate, judge=self.name, problem_id=problem.id, what="ANSWER")
+        tokens = special_tokens_of(llm.config)
+        fenced = fence(candidate, judge=self.name, problem_id=problem.id, what="ANSWER", special_tokens=tokens)
         flags.extend(fenced.flags)
         if fenced.findings:
             meta["injection"] = fenced.findings
@@ -219,8 +207,30 @@ class AnswerJudge(Strict):
         except ContextLengthError as err:
             flags.append("judge_context_exceeded")
             return grade_of(None, "llm", f"ungraded: the judge prompt does not fit the judge's context: {err}", [])
-        meta.update(llm_verdict=asked.verdict.value, reasks=asked.reasks)
-        if asked.verdict.value is None:
+        verdict = asked.verdict.value
+        meta.update(llm_verdict=verdict, reasks=asked.reasks)
+        if self.mode == "official":
+            meta["shortcut_agrees"] = None if shortcut is None or verdict is None else shortcut == verdict
+        if verdict is None:
             flags.append("no_verdict")
             return grade_of(None, "llm", "ungraded: " + asked.verdict.reason, asked.completions)
-        return grade_of(int(asked.verdict.value), "llm", asked.text, asked.completions)
+        return grade_of(int(verdict), "llm", asked.text, asked.completions)
+
+
+def shortcut_agreement(grades: list[Grade]) -> dict[str, float | int | None]:
+    """How often the rules' verdict matched the LLM judge's, over official-mode grades where both decided.
+
+    `decided` counts the answers the shortcut would have decided alone, `agree` those where
+    it agreed with the judge, `rate` is agree/decided (None when nothing was decided), and
+    `undecided` the answers the shortcut would have had to send to the judge anyway.
+    """
+    pairs = [g.metadata.get("shortcut_agrees") for g in grades if g.metadata.get("mode") == "official"]
+    undecided = sum(1 for g in grades if g.metadata.get("mode") == "official" and g.metadata.get("shortcut") is None)
+    decided = [p for p in pairs if p is not None]
+    agree = sum(1 for p in decided if p)
+    return {
+        "decided": len(decided),
+        "agree": agree,
+        "rate": agree / len(decided) if decided else None,
+        "undecided": undecided,
+    }

@@ -6,16 +6,29 @@ in a recipe's `judges:` list by its `kind` (`JudgeConfig`, a discriminated union
 `name` is unique per configuration and names the grades file `grades/<name>.jsonl`.
 
 `ProofJudge` (QED-Nano section 4.1 and appendices A, E; anchor section 3.2) grades the final
-proof (reasoning already removed; a DSM-style self-evaluation is cut too) in one of six
+proof (reasoning already removed; a DSM-style self-evaluation is cut too) in one of eight
 prompt styles. Each style's template is ours, written from the published descriptions:
 
 - `imo_proofbench`: IMO-ProofBench's ProofAutoGrader protocol: reference solution plus
   grading guidelines, verdict restricted to the levels 7/6/1/0 (with max_points m: m, m-1, 1, 0).
-- `proofbench`: ProofBench (Ma et al.): the marking scheme as an advisory guide, optional reference.
-- `proofbench_strict`: the paper's training judge (gpt-oss-20b, medium reasoning): strict
-  adherence to the marking scheme, no reference solution (appendix A, Tables 4 and 5).
+- `imo_gradingbench`: IMO-GradingBench's own protocol: the grader sees only the problem and
+  the response and answers one of four labels (correct, almost, partial, incorrect, read as
+  m, m-1, 1, 0), so the 4-class accuracy of a meta-evaluation means the benchmark's.
+- `proofbench`: ProofBench (Ma et al.): the marking scheme as an advisory guide that valid
+  alternative routes map onto, conservative partial credit, the larger of overlapping
+  deductions only; optional reference (an anchor, its final answer authoritative).
+- `proofbench_strict`: the strict ProofBench prompt the paper selected (appendix A, Table 4):
+  strict adherence to the scheme, valid alternative methods mapped onto the equivalent
+  checkpoints, omitted steps penalised, conservative partial credit for plausible but
+  under-justified steps, the larger of overlapping deductions only. With a reference
+  solution it is shown as the only valid solution (the original's with-reference variant).
+- `qed_nano_train`: the RL training judge (anchor 5.4, prompt `v1`): `proofbench_strict`
+  without a reference solution (never shown), verdict `<score>N</score>` on 0..max_points.
 - `opc`, `gimo`, `simple`: the other prompt families of appendix E (Open Proof Corpus,
   Huang & Yang verifier, step-by-step review).
+
+With no rubric, each style's prompt says how to grade without one (`NO_SCHEME`), and the
+Grade is flagged `no_rubric`; with the reference off, no reference heading is printed.
 
 Grading failures stay visible (ARCHITECTURE rule 6): a reply with no usable verdict after
 the bounded re-asks gives `points=None` with the reason; an `LLMError` (the call failed
@@ -34,13 +47,13 @@ import logging
 import statistics
 from typing import Annotated, Any, Literal
 
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from qednano.builtin.judge import BuiltinJudge
 from qednano.config import Strict
 from qednano.grading.answers import AnswerJudge
-from qednano.grading.fence import fence
-from qednano.grading.verdicts import ask, parse_points, strip_self_evaluation
+from qednano.grading.fence import fence, special_tokens_of
+from qednano.grading.verdicts import ask, parse_label, parse_points, strip_self_evaluation
 from qednano.llm.client import LLM
 from qednano.llm.types import ContextLengthError
 from qednano.prompts import PromptError, fields, render, template
@@ -48,9 +61,35 @@ from qednano.records import Attempt, Completion, Grade, Problem, content_id
 
 log = logging.getLogger(__name__)
 
-Style = Literal["imo_proofbench", "proofbench", "proofbench_strict", "opc", "gimo", "simple"]
+Style = Literal[
+    "imo_proofbench", "imo_gradingbench", "proofbench", "proofbench_strict", "qed_nano_train", "opc", "gimo", "simple"
+]
 NEEDS_REFERENCE: frozenset[str] = frozenset({"imo_proofbench"})
-"""Styles whose protocol always shows the reference solution."""
+"""Styles whose protocol shows the reference solution by default."""
+NO_REFERENCE: frozenset[str] = frozenset({"qed_nano_train", "imo_gradingbench"})
+"""Styles whose protocol never shows a reference solution."""
+
+REFERENCE_HEADING: dict[str, str] = {
+    "imo_proofbench": "# Reference solution",
+    "proofbench_strict": (
+        "# Reference solution\n\nThis is the only valid solution: grade the submission against it and its final answer."
+    ),
+}
+DEFAULT_REFERENCE_HEADING = (
+    "# Reference solution (one valid approach, not necessarily the only one; its final answer is authoritative)"
+)
+NO_SCHEME: dict[str, str] = {
+    "imo_proofbench": (
+        "(No problem-specific guidelines are available: use the general levels above alone, and give 1 only "
+        "for progress that a complete solution clearly needs.)"
+    ),
+}
+DEFAULT_NO_SCHEME = (
+    "(No marking scheme is available. Grade the proof as a whole on the same scale: {max} for a complete and "
+    "rigorous proof, 0 when it makes no substantial progress, and in between in proportion to the part of a "
+    "complete solution that it proves correctly. Wherever the instructions refer to checkpoints, deductions or "
+    "scheme points, apply them to the key steps a complete proof needs.)"
+)
 
 
 def config_name(prefix: str, config: Strict, label: str | None) -> str:
@@ -64,7 +103,7 @@ class ProofJudge(Strict):
 
     kind: Literal["proof"] = "proof"
     style: Style = "proofbench_strict"
-    """Prompt style; `proofbench_strict` is the paper's training judge."""
+    """Prompt style; `proofbench_strict` is the prompt of the paper's training judge (`qed_nano_train` its reward form)."""
     reference: bool | None = None
     """Show the reference solution; None: only for styles that require it (`imo_proofbench`)."""
     prompt: str | None = None
@@ -82,31 +121,49 @@ class ProofJudge(Strict):
     def name(self) -> str:
         return config_name(f"proof-{self.style}", self, self.label)
 
+    @model_validator(mode="after")
+    def _reference_allowed(self) -> ProofJudge:
+        if self.reference and self.style in NO_REFERENCE:
+            raise ValueError(f"style {self.style} never shows a reference solution; drop `reference: true`")
+        return self
+
     @property
     def shows_reference(self) -> bool:
         return self.style in NEEDS_REFERENCE if self.reference is None else self.reference
 
+    @property
+    def verdict_tag(self) -> str:
+        """The tag the style's verdict is written in."""
+        return {"qed_nano_train": "score", "imo_gradingbench": "grade"}.get(self.style, "points")
+
     def levels(self, max_points: int) -> set[int] | None:
         """The verdicts this style allows (IMO-ProofBench: full, almost, partial, zero)."""
-        return {0, 1, max_points - 1, max_points} if self.style == "imo_proofbench" else None
+        four = self.style in ("imo_proofbench", "imo_gradingbench")
+        return {0, 1, max_points - 1, max_points} if four else None
+
+    def labels(self, max_points: int) -> dict[str, int] | None:
+        """IMO-GradingBench's four labels as points out of `max_points`; None for styles that answer in points."""
+        if self.style != "imo_gradingbench":
+            return None
+        return {"correct": max_points, "almost": max_points - 1, "partial": 1, "incorrect": 0}
 
     def prompt_for(self, problem: Problem, proof_block: str) -> tuple[str, list[str]]:
         """The judge prompt and the flags about missing inputs."""
         flags = []
+        text = template(self.prompt or f"judge_{self.style}")
+        used = fields(text)
         scheme = problem.rubric.strip()
-        if not scheme:
+        if not scheme and "marking_scheme" in used:
             flags.append("no_rubric")
-            scheme = "(No marking scheme is available: grade by mathematical correctness and completeness.)"
+            scheme = NO_SCHEME.get(self.style, DEFAULT_NO_SCHEME).format(max=problem.max_points)
         reference = ""
         if self.shows_reference:
             if problem.solution.strip():
-                reference = problem.solution.strip()
+                body = problem.solution.strip()
             else:
                 flags.append("no_reference")
-                reference = "(No reference solution is available.)"
-            if self.style not in NEEDS_REFERENCE:
-                reference = f"# Reference solution (one valid approach, not necessarily the only one)\n\n{reference}"
-        text = template(self.prompt or f"judge_{self.style}")
+                body = "(No reference solution is available.)"
+            reference = f"{REFERENCE_HEADING.get(self.style, DEFAULT_REFERENCE_HEADING)}\n\n{body}"
         values: dict[str, Any] = {
             "problem": problem.statement.strip(),
             "marking_scheme": scheme,
@@ -115,7 +172,6 @@ class ProofJudge(Strict):
             "max_points": problem.max_points,
             "almost": problem.max_points - 1,
         }
-        used = fields(text)
         if not {"problem", "proof"} <= used:
             raise PromptError(f"judge prompt {self.prompt or self.style!r} needs {{{{problem}}}} and {{{{proof}}}}")
         return render(text, **{k: v for k, v in values.items() if k in used}), flags
@@ -145,7 +201,7 @@ class ProofJudge(Strict):
             flags.append("empty_proof")
             return grade_of(0, "The attempt contains no proof.", [])
 
-        fenced = fence(proof, judge=self.name, problem_id=problem.id)
+        fenced = fence(proof, judge=self.name, problem_id=problem.id, special_tokens=special_tokens_of(llm.config))
         flags.extend(fenced.flags)
         if fenced.findings:
             meta["injection"] = fenced.findings
@@ -153,13 +209,20 @@ class ProofJudge(Strict):
         prompt, missing = self.prompt_for(problem, fenced.block)
         flags.extend(missing)
         levels = self.levels(problem.max_points)
+        labels = self.labels(problem.max_points)
+        tag = self.verdict_tag
 
         def parse(text: str) -> Any:
-            return parse_points(text, problem.max_points, levels=levels, fence=(fenced.begin, fenced.end))
+            if labels is not None:
+                return parse_label(text, labels, tag=tag, fence=(fenced.begin, fenced.end))
+            return parse_points(text, problem.max_points, tag=tag, levels=levels, fence=(fenced.begin, fenced.end))
 
-        verdict_format = f"<points>N</points>, where N is an integer from 0 to {problem.max_points}" + (
-            f" and one of {sorted(levels)}" if levels else ""
-        )
+        if labels is not None:
+            verdict_format = f"<{tag}>L</{tag}>, where L is one of the words {', '.join(labels)}"
+        else:
+            verdict_format = f"<{tag}>N</{tag}>, where N is an integer from 0 to {problem.max_points}" + (
+                f" and one of {sorted(levels)}" if levels else ""
+            )
         # Samples are independent: ask them all at once, then read them in order.
         asked_all = await asyncio.gather(
             *(

@@ -29,6 +29,7 @@ is rejected; `write_rubric` re-asks with that reason a bounded number of times.
 
 from __future__ import annotations
 
+import ast
 import json
 import logging
 import re
@@ -267,6 +268,48 @@ def rubric_from_guidelines(text: str, max_points: int = 7) -> str:
     )
 
 
+def rubric_items(value: Any) -> list[dict[str, Any]] | None:
+    """`value` as a list of rubric items when it is one: a list of dicts, or its JSON or Python-literal text.
+
+    Hub datasets give lists (FineProofs-RL's `schema`: title, points, description); CSV
+    copies and `str()` of a list give their text, which is parsed back (as data only:
+    `ast.literal_eval` evaluates no code).
+    """
+    if isinstance(value, str):
+        stripped = value.strip()
+        if not (stripped.startswith("[") and stripped.endswith("]")):
+            return None
+        try:
+            value = json.loads(stripped)
+        except ValueError:
+            try:
+                value = ast.literal_eval(stripped)
+            except (ValueError, SyntaxError, MemoryError, RecursionError):
+                return None
+    if isinstance(value, list | tuple) and value and all(isinstance(v, dict) for v in value):
+        return list(value)
+    return None
+
+
+def rubric_text(value: Any, max_points: int = 7) -> str:
+    """A rubric cell of any source as the text a judge reads: item lists in the canonical form, text as it is.
+
+    Every table-backed source passes its rubric cell through this, so a list never reaches
+    the judge as a Python repr; text rubrics (IMO-ProofBench guidelines, written schemes)
+    keep their own wording.
+    """
+    if value is None:
+        return ""
+    items = rubric_items(value)
+    if items is not None:
+        return rubric_from_items(items, max_points)
+    if isinstance(value, str):
+        return value.strip()
+    if isinstance(value, list | tuple) and not value:
+        return ""
+    raise ValueError(f"cannot read a rubric from {type(value).__name__}")
+
+
 def normalise_rubric(value: Any, max_points: int = 7) -> str:
     """Any dataset rubric (list of items, JSON text of one, IMO-ProofBench guidelines, or text) as rubric text."""
     if value is None:
@@ -274,10 +317,10 @@ def normalise_rubric(value: Any, max_points: int = 7) -> str:
     if isinstance(value, str):
         stripped = value.strip()
         if stripped.startswith("["):
-            try:
-                value = json.loads(stripped)
-            except ValueError:
+            items = rubric_items(stripped)
+            if items is None:
                 return stripped
+            value = items
         elif re.search(r"^\s*\((partial|almost)\)\s*$", stripped, re.I | re.M):
             return rubric_from_guidelines(stripped, max_points)
         else:

@@ -141,6 +141,26 @@ def parse_correct(text: str, *, tag: str = "verdict", fence: tuple[str, str] | N
     return Verdict(None, f"<{tag}> holds {shown!r}, not Correct or Incorrect")
 
 
+def parse_label(
+    text: str, labels: dict[str, int], *, tag: str = "grade", fence: tuple[str, str] | None = None
+) -> Verdict[int]:
+    """A label verdict (IMO-GradingBench: correct / almost / partial / incorrect) as its points.
+
+    The last `<tag>` must hold exactly one of `labels` (any case, at most bold or math
+    wrapping); anything else, or no tag, is no verdict.
+    """
+    if not isinstance(text, str) or not text.strip():
+        return Verdict(None, "empty reply")
+    found = last_tag(cut_fenced(text, *(fence or (None, None))), tag)
+    if found.value is None:
+        return Verdict(None, found.reason)
+    word = unwrap(found.value).strip(" .!").lower()
+    if word in labels:
+        return Verdict(labels[word])
+    shown = word if len(word) <= 40 else word[:37] + "..."
+    return Verdict(None, f"<{tag}> holds {shown!r}, not one of {', '.join(labels)}")
+
+
 @dataclass
 class Asked(Generic[V]):
     """What `ask()` got: the verdict, the final reply text, every completion and the re-asks made."""
