@@ -49,7 +49,7 @@ def test_benchmark_recipes_hold_the_official_protocols() -> None:
     assert (grader.style, grader.reference, grader.samples, grader.aggregate) == ("proofbench", True, 5, "median")
     assert loaded.benchmarks["proofbench"].models.judge.model == "o3"
     answers = loaded.benchmarks["imo-answerbench"]
-    assert answers.judge.kind == "answer" and answers.scaffold_settings == {"prompt": "answer"}
+    assert answers.judge.kind == "answer" and answers.scaffold_settings == {"prompt": "answer", "task": "answer"}
     cells = plan(loaded)
     assert [(c.benchmark_label, c.scaffold_label) for c in cells][:2] == [
         ("imo-proofbench", "direct"),
