@@ -151,12 +151,20 @@ class Nomos(Strict):
     async def consolidate(self, problem: Problem, models: Models, pool: list[Scored]) -> list[Scored]:
         """The group the consolidation keeps; first the lowest-scored solutions dropped until the call fits."""
         notes: list[str] = []
-        messages, fences = self.consolidation(problem, pool)
-        while len(pool) > 1 and not models.verifier.fits(messages):
+
+        def drop_worst() -> None:
+            nonlocal pool
             worst = min(pool, key=lambda s: (s.score, -s.index))
             pool = [s for s in pool if s is not worst]
             notes.append(f"context: dropped solution {worst.index} (score {worst.score}) from the consolidation")
             log.warning("nomos: %s", notes[-1])
+
+        # Fencing long texts is slow: drop on the unfenced prompt first, then check the real one.
+        while len(pool) > 1 and not models.verifier.fits(self.consolidation(problem, pool, fence=False)[0]):
+            drop_worst()
+        messages, fences = self.consolidation(problem, pool)
+        while len(pool) > 1 and not models.verifier.fits(messages):
+            drop_worst()
             messages, fences = self.consolidation(problem, pool)
         if len(pool) == 1:
             return pool
@@ -165,17 +173,24 @@ class Nomos(Strict):
             answer = f.cut(answer)
         return [pool[i] for i in parse_keep(answer, len(pool))]
 
-    def consolidation(self, problem: Problem, pool: list[Scored]) -> tuple[list[dict[str, str]], list[Fenced]]:
-        """The consolidation call's messages over `pool`, and the fences to cut from its answer."""
+    def consolidation(
+        self, problem: Problem, pool: list[Scored], *, fence: bool = True
+    ) -> tuple[list[dict[str, str]], list[Fenced]]:
+        """The consolidation call's messages over `pool`, and the fences to cut from its answer.
+
+        `fence=False`: the texts as they are, for a quick size check (fences add little).
+        """
         fences: list[Fenced] = []
         blocks = []
         for n, s in enumerate(pool, start=1):
-            shown = fenced(s.text, problem.id, "nomos/consolidate", f"SUBMISSION {n}")
-            feedback = fenced(s.feedback, problem.id, "nomos/consolidate", f"FEEDBACK {n}", report=True)
-            fences += [shown, feedback]
-            blocks.append(
-                f"### Submission {n}\n\n{shown.block}\n\n#### Grader feedback for submission {n}\n\n{feedback.block}"
-            )
+            if fence:
+                shown = fenced(s.text, problem.id, "nomos/consolidate", f"SUBMISSION {n}")
+                feedback = fenced(s.feedback, problem.id, "nomos/consolidate", f"FEEDBACK {n}", report=True)
+                fences += [shown, feedback]
+                text, said = shown.block, feedback.block
+            else:
+                text, said = s.text, s.feedback
+            blocks.append(f"### Submission {n}\n\n{text}\n\n#### Grader feedback for submission {n}\n\n{said}")
         statement = posed(problem.statement, self.task)
         message = render(template("nomos_consolidate"), problem=statement, submissions="\n\n".join(blocks))
         return user(message), fences

@@ -19,7 +19,8 @@ the real `qednano` CLI can be exercised end to end with no model and no network:
   past the client's timeout, a dropped connection, a truncated body, an invalid JSON body,
   empty `choices`, and reasoning that never closes its `<think>`.
 
-Counters (`requests`, `replies`, `faults`, `bodies`, `answered`, `authorizations`, `peak_inflight`)
+Counters (`requests`, `replies`, `faults`, `bodies`, `answered`, `authorizations`, `peak_inflight`,
+`refused`, `prompt_counts`)
 are written only by the server thread; tests read them after their calls have returned.
 """
 
@@ -123,16 +124,29 @@ def filled(content: str, tokens: int, share: float, cap: int | None) -> tuple[st
     """(content, tokens, cut off): `<think>` filler, `</think>`, filler proof, then `content`, at most `cap` tokens.
 
     The reasoning takes `1 - share` of the drawn `tokens`; `<think>`, `</think>` and every
-    word are one token each.
+    word are one token each. Only the words before the cap are made.
     """
-    tail = rough_tokens(content)
-    proof = max(0, round(tokens * share) - tail)
-    think = max(1, tokens - proof - tail - 2)
-    parts = ["<think>", *([filler(think)] if think else []), "</think>", *([filler(proof, 7)] if proof else [])]
-    words = " ".join(parts).split() + content.split()
-    if cap is not None and len(words) > cap:
-        return " ".join(words[:cap]), cap, True
-    return " ".join(parts) + ("\n\n" + content if content else ""), len(words), False
+    tail = content.split()
+    proof = max(0, round(tokens * share) - len(tail))
+    think = max(1, tokens - proof - len(tail) - 2)
+    total = think + proof + len(tail) + 2
+    left = total if cap is None else min(cap, total)
+    words: list[str] = []
+    for segment, size in (("<think>", 1), ("think", think), ("</think>", 1), ("proof", proof), ("tail", len(tail))):
+        n = min(size, left - len(words))
+        if n <= 0:
+            break
+        if segment in ("<think>", "</think>"):
+            words.append(segment)
+        elif segment == "tail":
+            words += tail[:n]
+        else:
+            words += filler(n, 0 if segment == "think" else 7).split()
+    cut = len(words) < total
+    text = " ".join(words)
+    if not cut and tail:  # the script's own content after a blank line, as written
+        text = text[: len(text) - len(" ".join(tail))].rstrip() + "\n\n" + content
+    return text, len(words), cut
 
 
 def prompt_tokens(request: Mapping[str, Any]) -> int:
