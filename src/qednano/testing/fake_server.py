@@ -39,7 +39,7 @@ from dataclasses import dataclass
 from types import TracebackType
 from typing import Any
 
-from qednano.testing.fake_gpu import Decoder, Timing, TimingReport
+from qednano.testing.fake_gpu import Decoder, Timing, TimingReport, context_refusal, filled
 
 FAULT_KINDS = (
     "429",
@@ -89,64 +89,6 @@ Script = Callable[[dict[str, Any]], "ScriptedReply | ErrorReply | str"]
 def rough_tokens(text: str) -> int:
     """A crude token count: whitespace-separated words."""
     return len(text.split())
-
-
-FILLER = [
-    "so",
-    "we",
-    "get",
-    "that",
-    "the",
-    "sum",
-    "is",
-    "at",
-    "most",
-    "one",
-    "and",
-    "hence",
-    "each",
-    "term",
-    "of",
-    "it",
-    "must",
-    "be",
-    "even",
-]
-"""Words of the filler text (`fill=`): each counts as one token here and spans 2-6 characters."""
-
-
-def filler(words: int, offset: int = 0) -> str:
-    """`words` filler words (one token each by `rough_tokens`)."""
-    return " ".join(FILLER[(offset + i) % len(FILLER)] for i in range(words))
-
-
-def filled(content: str, tokens: int, share: float, cap: int | None) -> tuple[str, int, bool]:
-    """(content, tokens, cut off): `<think>` filler, `</think>`, filler proof, then `content`, at most `cap` tokens.
-
-    The reasoning takes `1 - share` of the drawn `tokens`; `<think>`, `</think>` and every
-    word are one token each. Only the words before the cap are made.
-    """
-    tail = content.split()
-    proof = max(0, round(tokens * share) - len(tail))
-    think = max(1, tokens - proof - len(tail) - 2)
-    total = think + proof + len(tail) + 2
-    left = total if cap is None else min(cap, total)
-    words: list[str] = []
-    for segment, size in (("<think>", 1), ("think", think), ("</think>", 1), ("proof", proof), ("tail", len(tail))):
-        n = min(size, left - len(words))
-        if n <= 0:
-            break
-        if segment in ("<think>", "</think>"):
-            words.append(segment)
-        elif segment == "tail":
-            words += tail[:n]
-        else:
-            words += filler(n, 0 if segment == "think" else 7).split()
-    cut = len(words) < total
-    text = " ".join(words)
-    if not cut and tail:  # the script's own content after a blank line, as written
-        text = text[: len(text) - len(" ".join(tail))].rstrip() + "\n\n" + content
-    return text, len(words), cut
 
 
 def prompt_tokens(request: Mapping[str, Any]) -> int:
@@ -402,19 +344,8 @@ class FakeServer:
         """vLLM's refusal message when the request does not fit the context window, else None."""
         if self.context_length is None:
             return None
-        window, prompt = self.context_length, self.count_prompt(request)
-        if prompt >= window:
-            return (
-                f"This model's maximum context length is {window} tokens. However, your request has "
-                f"{prompt} input tokens. Please reduce the length of the input messages."
-            )
         asked = request.get("max_tokens") or request.get("max_completion_tokens")
-        if isinstance(asked, int) and prompt + asked > window:
-            return (
-                f"'max_tokens' or 'max_completion_tokens' is too large: {asked}. This model's maximum context "
-                f"length is {window} tokens and your request has {prompt} input tokens ({asked} > {window} - {prompt})."
-            )
-        return None
+        return context_refusal(self.context_length, self.count_prompt(request), asked)
 
     async def _fault(self, kind: str, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> bool:
         if kind == "429":
