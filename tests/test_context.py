@@ -14,12 +14,14 @@ import pytest
 from scaffold_script import PROBLEM, kind, run_scaffold, scripted_llm, steps
 
 from qednano.config import find_recipe, read_yaml
-from qednano.llm.client import LLM, Models, attempt_scope
+from qednano.eval.pipeline import generate
+from qednano.llm.client import LLM, Models
 from qednano.llm.context import OMITTED, TokenCounter, estimate_tokens, keep_end
 from qednano.llm.types import ContextLengthError, ModelConfig, Reply
 from qednano.records import Attempt
 from qednano.scaffolds.nomos import Nomos
 from qednano.scaffolds.reasoning_cache import ReasoningCache
+from qednano.store import RunDir
 from qednano.testing.fake_server import FakeServer, ScriptedReply, Timing, prompt_tokens
 
 USER = [{"role": "user", "content": "one two three four five six seven eight"}]  # 8 words + 4 = 12 tokens
@@ -200,7 +202,9 @@ def paper_script(worst: bool) -> Any:
 
 @pytest.mark.parametrize("worst", [False, True], ids=["drawn", "longest"])
 @pytest.mark.parametrize("scaffold", ["reasoning_cache", "nomos"])
-async def test_shipped_qed_nano_recipes_run_to_completion_in_the_real_window(scaffold: str, worst: bool) -> None:
+async def test_shipped_qed_nano_recipes_run_to_completion_in_the_real_window(
+    scaffold: str, worst: bool, tmp_path: Path
+) -> None:
     model = shipped("models/qed-nano.yaml")
     window = model["context_length"]
     assert window == 262144 and model["max_tokens"] == 229376  # vLLM --max-model-len and the paper's budget
@@ -208,13 +212,16 @@ async def test_shipped_qed_nano_recipes_run_to_completion_in_the_real_window(sca
     timing = Timing(slots=64, mean_tokens=60000, sigma=0.9, time_scale=0.0)
     with FakeServer(paper_script(worst), timing=timing, fill=0.2, context_length=window, seed=1) as server:
         config = {**model, "name": "qed-nano", "base_urls": [server.url], "api_key_env": None, "backoff_s": 0.0}
-        llm = LLM(ModelConfig(**config))
+        store = RunDir(tmp_path / "run")
+        llm = LLM(ModelConfig(**config), store.cache)
         recipe = shipped(f"scaffolds/{scaffold}.yaml")
         run = ReasoningCache(**recipe) if scaffold == "reasoning_cache" else Nomos(**recipe)
-        with attempt_scope("p/0") as scope:
-            proof = await run.run(PROBLEM, Models(llm))
+        outcome = await generate([PROBLEM], run, Models(llm), store)  # the eval pipeline's generate stage
         await llm.aclose()
-    attempt = Attempt(id="p/0", problem_id="p", sample=0, scaffold=scaffold, proof=proof, transcript=scope.completions)
+    (attempt,) = store.read("attempts.jsonl", Attempt)  # the record as written, notes included
+    store.close()
+    proof = attempt.proof
+    assert outcome.done == 1 and not outcome.failed
     assert server.refused == 0 and llm.stats.failures == 0  # nothing was sent that vLLM would refuse
     assert all(p + b.get("max_tokens", 0) <= window for p, b in zip(server.prompt_counts, server.answered, strict=True))
     assert sum(c.output_tokens for c in attempt.transcript) / len(attempt.transcript) > 10000
