@@ -54,7 +54,7 @@ def test_table1_recipe_holds_the_papers_judge_protocols() -> None:
     assert grader.problems.hub == "lm-provers/ProofBench" and grader.problems.source == "proofbench"
     answers = loaded.benchmarks["imo-answerbench"]
     assert answers.judge.kind == "answer" and answers.judge.mode == "official"
-    assert answers.scaffold_settings == {"prompt": "answer"}
+    assert answers.scaffold_settings == {"prompt": "answer", "task": "answer"}
     table2 = cfg.load(cfg.PACKAGE_RECIPES / "eval" / "table2-scaffolds.yaml", [], EvalRecipe)
     assert table2.benchmarks["imo-proofbench"] == loaded.benchmarks["imo-proofbench"].model_copy(
         update={"problems": table2.benchmarks["imo-proofbench"].problems}

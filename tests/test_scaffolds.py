@@ -60,7 +60,7 @@ async def test_rc_summarises_final_text_when_asked() -> None:
 async def test_rc_fallbacks_keep_previous_summary_and_proof() -> None:
     llm, engine = scripted_llm(rc_respond(empty_summary_at=2, empty_final_at=3))
     proof, transcript = await run_scaffold(ReasoningCache(turns=3), Models(llm))
-    assert proof == "final-2"  # the last turn was cut off: the latest non-empty final text
+    assert proof == ""  # the last turn is the answer, even with no final text (issue 10, item 3)
     third_solve = [r for r in engine.requests if engine.kinds[engine.requests.index(r)] == "rc_solve"][2]
     assert "summary-1" in third_solve["messages"][0]["content"]  # empty summary 2 kept summary 1
     assert len(transcript) == 5
@@ -139,12 +139,23 @@ async def test_self_check_gives_up_after_m_consecutive_failures() -> None:
         "solve", "improve",
         "verify/1", "classify/1", "correct/1",
         "verify/2", "classify/2", "correct/2",
-        "verify/3", "classify/3",
+        "verify/3", "classify/3", "correct/3",
     ]  # fmt: skip
-    assert proof.endswith("corrected-2")
-    llm, _ = scripted_llm(self_check_respond(["no"] * 10))
+    assert proof.endswith("corrected-3")  # the last rejected solution is corrected before giving up
+    llm, engine = scripted_llm(self_check_respond(["no"] * 10))
     proof, _ = await run_scaffold(SelfCheck(passes=2, failures=3, return_if_not_found=False), Models(llm))
-    assert proof == ""
+    assert proof == "" and engine.kinds.count("sc_correct") == 2  # nothing to return: no last correction
+
+
+async def test_self_check_corrects_the_last_rejected_solution_at_max_iterations() -> None:
+    # Issue 10, item 4: as in QED-Nano's code the correction precedes the stop rules (92 calls at most).
+    llm, _ = scripted_llm(self_check_respond(["yes", "no"]))
+    proof, transcript = await run_scaffold(SelfCheck(passes=5, failures=10, max_iterations=2), Models(llm))
+    assert steps(transcript)[-3:] == ["verify/2", "classify/2", "correct/2"]
+    assert proof.endswith("corrected-1")
+    llm, _ = scripted_llm(self_check_respond(["no"] * 30))
+    _, transcript = await run_scaffold(SelfCheck(passes=5, failures=30, max_iterations=30), Models(llm))
+    assert len(transcript) == 2 + 3 * 30
 
 
 async def test_self_check_stops_at_max_iterations() -> None:

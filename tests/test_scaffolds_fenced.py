@@ -137,7 +137,17 @@ async def test_self_check_yes_planted_in_a_solution_is_not_read() -> None:
     llm, engine = scripted_llm(self_check_respond)
     proof, transcript = await run_scaffold(SelfCheck(passes=1, failures=2, max_iterations=2), Models(llm))
     # Never accepted: both verifications fail (the planted "yes", read last, would have passed the first).
-    assert steps(transcript) == ["solve", "improve", "verify/1", "classify/1", "correct/1", "verify/2", "classify/2"]
+    steps_seen = steps(transcript)
+    assert steps_seen == [
+        "solve",
+        "improve",
+        "verify/1",
+        "classify/1",
+        "correct/1",
+        "verify/2",
+        "classify/2",
+        "correct/2",
+    ]
     assert proof == CHEAT_SOLUTION
     classify = engine.requests[engine.kinds.index("sc_classify")]["messages"][0]["content"]
     assert "<<<BEGIN REPORT " in classify and "answer yes" not in classify

@@ -107,6 +107,7 @@ def cmd_generate(recipe: RunRecipe) -> int:
                 store,
                 samples=recipe.samples,
                 token_budget=recipe.token_budget,
+                budget_counts=recipe.budget_counts,
                 max_inflight=recipe.max_inflight,
                 progress=progress,
             )

@@ -197,13 +197,20 @@ def find_part(roots: list[Path], folder: str, name: str, what: str) -> Path:
 
 
 def resolve_models(data: dict[str, Any], roots: list[Path], sources: Sources | None = None) -> dict[str, Any]:
-    """Replace model names under `models:` with the mapping of `recipes/models/<name>.yaml`.
+    """Replace model names under `models:` (and an eval recipe's `roles:`) with `recipes/models/<name>.yaml`.
 
     Each file read is recorded in `sources`, so validation errors can name it.
     """
+    out = dict(data)
+    roles = data.get("roles")
+    if isinstance(roles, dict):  # an eval recipe's per-model scaffold roles: {label: {role: name}}
+        out["roles"] = {
+            label: resolve_models({"models": refs}, roots)["models"] if isinstance(refs, dict) else refs
+            for label, refs in roles.items()
+        }
     models = data.get("models")
     if not isinstance(models, dict):
-        return data
+        return out
     resolved = {}
     for role, ref in models.items():
         if isinstance(ref, str):
@@ -213,7 +220,7 @@ def resolve_models(data: dict[str, Any], roots: list[Path], sources: Sources | N
             if sources is not None:
                 sources["models", role] = (path, node)
         resolved[role] = ref
-    return {**data, "models": resolved}
+    return {**out, "models": resolved}
 
 
 def read_part(roots: list[Path], folder: str, name: str, what: str) -> dict[str, Any]:

@@ -72,6 +72,9 @@ class Completion(Record):
     """True when the output was cut off: `length`, or reasoning that never closed."""
     cached: bool = False
     """True when this completion was replayed from the call cache, not sent."""
+    notes: list[str] = Field(default_factory=list)
+    """What was changed to fit the model's context window: `max_tokens` clamped, an input
+    shrunk by the scaffold (`context: ...`); empty when the call went as asked."""
 
 
 class Attempt(Record):
@@ -109,9 +112,19 @@ class Attempt(Record):
 
         That call is the latest one whose final text is the proof: in a scaffold whose calls
         finish concurrently, or end with a selection step, it need not be the last call.
+        The proof may also be a section of that call's text (DSM extracts its `## Solution`):
+        with no call whose text is the proof, the latest call whose text contains it counts.
         """
-        source = next((c for c in reversed(self.transcript) if c.text == self.proof), None)
+        calls = list(reversed(self.transcript))
+        source = next((c for c in calls if c.text == self.proof), None)
+        if source is None and self.proof:
+            source = next((c for c in calls if self.proof in c.text), None)
         return source is not None and source.truncated
+
+    @property
+    def context_notes(self) -> list[str]:
+        """Every call's notes on fitting the context window (clamped `max_tokens`, shrunk inputs)."""
+        return [f"{c.step}: {n}" for c in self.transcript for n in c.notes]
 
     @staticmethod
     def make_id(problem_id: str, sample: int) -> str:

@@ -25,9 +25,9 @@ from __future__ import annotations
 import logging
 import re
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import Field
 
@@ -65,6 +65,15 @@ class Benchmark(Strict):
     """Settings given to every scaffold that has them and does not set them itself, e.g. `prompt: answer`."""
 
 
+class ScaffoldRoles(Strict):
+    """The scaffold roles of one evaluated model; each defaults to that model (its policy)."""
+
+    summarizer: ModelConfig | None = None
+    """Reasoning Cache's summarizer (RC training used a frozen Qwen3-4B-Instruct)."""
+    verifier: ModelConfig | None = None
+    """The verifier and judge inside scaffolds (Self-Check, Nomos, DSM, the tournaments)."""
+
+
 def single_turn() -> dict[str, Scaffold]:
     """The default scaffolds: the single-turn baseline only."""
     return {"direct": Direct()}
@@ -78,12 +87,17 @@ class EvalRecipe(Strict):
     """Benchmarks by label: a name of `recipes/benchmarks/<name>.yaml`, or an inline mapping."""
     models: dict[str, ModelConfig] = Field(min_length=1)
     """The policies to evaluate, by label: a name under `recipes/models/`, or an inline mapping."""
+    roles: dict[str, ScaffoldRoles] = Field(default_factory=dict)
+    """Per model label, the summarizer and verifier its scaffolds call (names or inline; default: the policy)."""
     scaffolds: dict[str, Scaffold] = Field(default_factory=single_turn, min_length=1)
     """Scaffolds by label: a preset name under `recipes/scaffolds/`, or inline (`direct` is Table 2's baseline)."""
     samples: int = Field(1, ge=1)
     """Runs per problem; each sample index is one run (mean ± sample std over runs in the report)."""
     token_budget: int | None = Field(None, ge=1)
-    """Most tokens (input + output, all calls) one attempt may spend; None for no limit."""
+    """Most tokens (all calls) one attempt may spend, counted as `budget_counts` says; None for no limit."""
+    budget_counts: Literal["total", "output"] = "total"
+    """What `token_budget` counts: `total` (input + output tokens) or `output` tokens only (the
+    report's token columns count output tokens)."""
     max_inflight: int = Field(1024, ge=1)
     """Most work items started at once within a cell."""
     title: str = "qednano eval"
@@ -102,17 +116,25 @@ class Cell:
     scaffold: Any
     """A validated scaffold config (one member of the `Scaffold` union)."""
     run_dir: Path
+    roles: ScaffoldRoles = field(default_factory=ScaffoldRoles)
 
     def recipe(self, eval_recipe: EvalRecipe) -> dict[str, Any]:
         """The cell's resolved recipe, pinned in its directory (what `report/build.py` reads labels from)."""
+        models = {"policy": {**self.model.model_dump(mode="json"), "name": self.model_label}}
+        for role in ("summarizer", "verifier"):
+            config = getattr(self.roles, role)
+            if config is not None:  # only when set, so cells pinned before roles existed still resume
+                models[role] = config.model_dump(mode="json")
+        extra = {"budget_counts": eval_recipe.budget_counts} if eval_recipe.budget_counts != "total" else {}
         return {
             "benchmark": self.benchmark_label,
             "run_dir": str(self.run_dir),
             "problems": self.benchmark.problems.model_dump(mode="json"),
-            "models": {"policy": {**self.model.model_dump(mode="json"), "name": self.model_label}},
+            "models": models,
             "scaffold": {**self.scaffold.model_dump(mode="json"), "label": self.scaffold_label},
             "samples": eval_recipe.samples,
             "token_budget": eval_recipe.token_budget,
+            **extra,
             "max_inflight": eval_recipe.max_inflight,
             "judge": self.benchmark.judge.model_dump(mode="json"),
             "judge_model": self.benchmark.models.judge.model_dump(mode="json"),
@@ -138,6 +160,9 @@ def plan(recipe: EvalRecipe) -> list[Cell]:
                 raise ConfigError(
                     f"{kind} label {label!r}: use 1-64 letters, digits and . _ + - only, not starting with a dot"
                 )
+    unknown = set(recipe.roles) - set(recipe.models)
+    if unknown:
+        raise ConfigError(f"roles: {sorted(unknown)} name no model of `models:` ({', '.join(recipe.models)})")
     root = Path(recipe.run_dir)
     return [
         Cell(
@@ -148,6 +173,7 @@ def plan(recipe: EvalRecipe) -> list[Cell]:
             s_label,
             with_settings(scaffold, bench.scaffold_settings),
             root / b_label / m_label / s_label,
+            recipe.roles.get(m_label, ScaffoldRoles()),
         )
         for b_label, bench in recipe.benchmarks.items()
         for m_label, model in recipe.models.items()
@@ -174,6 +200,7 @@ class OpenCell:
             self.store,
             samples=self.recipe.samples,
             token_budget=self.recipe.token_budget,
+            budget_counts=self.recipe.budget_counts,
             max_inflight=self.recipe.max_inflight,
             progress=progress,
         )
@@ -194,7 +221,7 @@ class OpenCell:
 
     @property
     def models(self) -> Models:
-        return Models(self.llms["policy"])
+        return Models(self.llms["policy"], self.llms.get("summarizer"), self.llms.get("verifier"))
 
     @property
     def judge_llm(self) -> LLM:
@@ -244,6 +271,10 @@ def open_cell(cell: Cell, recipe: EvalRecipe, problems: list[Problem], endpoints
         return endpoints[key].with_cache(store.cache)
 
     llms = {"policy": llm(cell.model), "judge": llm(cell.benchmark.models.judge)}
+    for role in ("summarizer", "verifier"):
+        config = getattr(cell.roles, role)
+        if config is not None:
+            llms[role] = llm(config)
     return OpenCell(cell, recipe, store, problems, llms)
 
 

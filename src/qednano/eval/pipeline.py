@@ -103,18 +103,22 @@ async def generate(
     *,
     samples: int = 1,
     token_budget: int | None = None,
+    budget_counts: str = "total",
     max_inflight: int = 1024,
     progress: Progress | None = None,
     file: str = "attempts.jsonl",
 ) -> Outcome:
-    """Run `scaffold` `samples` times on every problem; append one Attempt per finished run."""
+    """Run `scaffold` `samples` times on every problem; append one Attempt per finished run.
+
+    `budget_counts`: what `token_budget` counts, `total` (input + output) or `output` tokens.
+    """
     done = {a.id for a in store.read(file, Attempt)}
     outcome = Outcome(total=len(problems) * samples)
 
     def work(problem: Problem, sample: int) -> Callable[[], Awaitable[None]]:
         async def run() -> None:
             attempt_id = Attempt.make_id(problem.id, sample)
-            with attempt_scope(attempt_id, token_budget) as scope:
+            with attempt_scope(attempt_id, token_budget, budget_counts) as scope:
                 proof = await scaffold.run(problem, models)
             store.append(
                 file,

@@ -46,7 +46,9 @@ class RunRecipe(Strict):
     samples: int = Field(1, ge=1)
     """Attempts per problem."""
     token_budget: int | None = Field(None, ge=1)
-    """Most tokens (input + output, all calls) one attempt may spend; None for no limit."""
+    """Most tokens (all calls) one attempt may spend, counted as `budget_counts` says; None for no limit."""
+    budget_counts: Literal["total", "output"] = "total"
+    """What `token_budget` counts: `total` (input + output tokens) or `output` tokens only."""
     max_inflight: int = Field(1024, ge=1)
     """Most work items started at once (the models' own concurrency bounds the calls)."""
     judges: list[JudgeConfig] = Field(default_factory=list)

@@ -12,6 +12,11 @@ splitting, and token and cost accounting live here and nowhere else. Two engines
 Scaffolds call `await llm.complete(messages, step=...)`. The attempt a call belongs to comes
 from `attempt_scope()`, a context variable set by the pipeline, so scaffolds stay pure:
 the scope keys the call cache, collects the transcript and enforces a token budget.
+
+What is sent differs from the request the cache keys on in two ways: a recipe `seed` becomes
+a per-call seed (`call_seed`: sha256 of the seed, the scope and the repeat), and `max_tokens`
+is clamped to what the prompt leaves of the recipe's `context_length` (`llm/context.py`;
+once more from the server's own count when vLLM refuses a prompt as too long).
 """
 
 from __future__ import annotations
@@ -20,13 +25,14 @@ import asyncio
 import contextlib
 import contextvars
 import copy
+import hashlib
 import heapq
 import itertools
 import logging
 import random
 import time
 from collections import Counter
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -35,7 +41,8 @@ from pydantic import Field
 
 from qednano.config import Strict
 from qednano.llm.cache import CallCache, call_key, request_digest
-from qednano.llm.types import BudgetExhausted, Engine, LLMError, ModelConfig, Reply, Retryable
+from qednano.llm.context import ContextWindow
+from qednano.llm.types import BudgetExhausted, ContextLengthError, Engine, LLMError, ModelConfig, Reply, Retryable
 from qednano.records import Completion
 
 log = logging.getLogger(__name__)
@@ -86,11 +93,16 @@ class AttemptScope:
 
     id: str
     token_budget: int | None = None
+    budget_counts: str = "total"
+    """What the token budget counts: `total` (input + output tokens of every call) or `output`."""
     completions: list[Completion] = field(default_factory=list)
     repeats: Counter[str] = field(default_factory=Counter)
 
     @property
     def tokens(self) -> int:
+        """Tokens spent so far, as the budget counts them."""
+        if self.budget_counts == "output":
+            return sum(c.output_tokens for c in self.completions)
         return sum(c.input_tokens + c.output_tokens for c in self.completions)
 
 
@@ -98,9 +110,16 @@ _scope: contextvars.ContextVar[AttemptScope | None] = contextvars.ContextVar("qe
 
 
 @contextlib.contextmanager
-def attempt_scope(attempt_id: str, token_budget: int | None = None) -> Iterator[AttemptScope]:
-    """Attribute every call made inside (in this task and tasks it starts) to one attempt."""
-    scope = AttemptScope(attempt_id, token_budget)
+def attempt_scope(
+    attempt_id: str, token_budget: int | None = None, budget_counts: str = "total"
+) -> Iterator[AttemptScope]:
+    """Attribute every call made inside (in this task and tasks it starts) to one attempt.
+
+    `budget_counts`: `total` (the budget counts input and output tokens) or `output`.
+    """
+    if budget_counts not in ("total", "output"):
+        raise ValueError(f"budget_counts must be 'total' or 'output', not {budget_counts!r}")
+    scope = AttemptScope(attempt_id, token_budget, budget_counts)
     token = _scope.set(scope)
     try:
         yield scope
@@ -110,6 +129,12 @@ def attempt_scope(attempt_id: str, token_budget: int | None = None) -> Iterator[
 
 def current_scope() -> AttemptScope | None:
     return _scope.get()
+
+
+def call_seed(seed: int, scope_key: str, repeat: int) -> int:
+    """The seed sent with one call: sha256 of the recipe seed, the call's scope and its repeat (31 bits)."""
+    digest = hashlib.sha256(f"{seed}:{scope_key}:{repeat}".encode()).hexdigest()
+    return int(digest[:8], 16) & 0x7FFFFFFF
 
 
 # ---------------------------------------------------------------------------- reasoning
@@ -192,6 +217,7 @@ class LLM:
         self.stats = CallStats()
         self.engine = engine or self._make_engine(http_client)
         self.gate = Gate(config.concurrency)
+        self.context = ContextWindow(config)
         # Repeat counter for calls made outside any attempt scope, so that identical
         # unscoped calls (data filters, ad-hoc sampling) are not all replayed as one.
         self._unscoped_repeats: Counter[str] = Counter()
@@ -259,8 +285,22 @@ class LLM:
             req["extra_body"] = {**c.extra_body, **req.get("extra_body", {})}
         return req
 
-    async def complete(self, messages: list[dict[str, Any]], *, step: str = "call", **params: Any) -> Completion:
-        """Send one chat request (or replay it from the cache) and record it in the attempt scope."""
+    def room(self, messages: list[dict[str, Any]]) -> int | None:
+        """Output tokens the context window leaves after `messages`; None without a `context_length`."""
+        return self.context.room(messages)
+
+    def fits(self, messages: list[dict[str, Any]], max_tokens: int | None = None) -> bool:
+        """True when `messages` leave the output room a call needs (`min_output_tokens`, or less when asked)."""
+        return self.context.fits(messages, max_tokens)
+
+    async def complete(
+        self, messages: list[dict[str, Any]], *, step: str = "call", notes: Sequence[str] = (), **params: Any
+    ) -> Completion:
+        """Send one chat request (or replay it from the cache) and record it in the attempt scope.
+
+        `notes`: what the caller changed to make the call fit (recorded on the Completion).
+        """
+        derive_seed = "seed" not in params
         request = self.request(messages, **params)
         scope = current_scope()
         scope_key = f"{scope.id if scope else ''}:{step}"
@@ -280,21 +320,44 @@ class LLM:
         else:
             if scope and scope.token_budget is not None and scope.tokens >= scope.token_budget:
                 raise BudgetExhausted(f"attempt {scope.id}: token budget {scope.token_budget} spent")
-            completion = await self._send(request, step)
+            sent = request
+            if derive_seed and request.get("seed") is not None:
+                sent = {**request, "seed": call_seed(request["seed"], scope_key, repeat)}
+            try:
+                sent, clamped = self.context.fit(sent)
+            except ContextLengthError:
+                self.stats.failures += 1
+                raise
+            completion = await self._send(sent, step, [*notes, *clamped])
             if self.cache is not None:
                 self.cache.put(key, scope_key, completion)
         if scope:
             scope.completions.append(completion)
         return completion
 
-    async def _send(self, request: dict[str, Any], step: str) -> Completion:
+    async def _ask(self, request: dict[str, Any], notes: list[str]) -> Reply:
+        """One engine call; a context-length refusal that names the server's count is re-clamped once."""
+        try:
+            return await self.engine.send(request, self.config.timeout_s)
+        except ContextLengthError as err:
+            refit = self.context.refit(request, str(err))
+            if refit is None:
+                raise
+            request.update(refit[0])  # in place: a later retry of this call sends the clamped request
+            note = refit[1]
+            notes.append(note)
+            log.warning("%s: %s", self.name, note)
+            return await self.engine.send(request, self.config.timeout_s)
+
+    async def _send(self, request: dict[str, Any], step: str, notes: list[str] | None = None) -> Completion:
         c = self.config
         scope = current_scope()
+        notes = notes if notes is not None else []
         async with self.gate.slot(len(scope.completions) if scope else 0):
             for attempt in range(c.max_retries + 1):
                 start = time.monotonic()
                 try:
-                    reply = await asyncio.wait_for(self.engine.send(request, c.timeout_s), c.timeout_s + 5)
+                    reply = await asyncio.wait_for(self._ask(request, notes), c.timeout_s + 5)
                 except TimeoutError:
                     fault = Retryable("timeout", f"no reply in {c.timeout_s:.0f}s")
                 except Retryable as err:
@@ -303,7 +366,7 @@ class LLM:
                     self.stats.failures += 1
                     raise
                 else:
-                    return self._completion(request, step, reply, time.monotonic() - start)
+                    return self._completion(request, step, reply, time.monotonic() - start, notes)
                 self.stats.faults[fault.kind] += 1
                 if attempt == c.max_retries:
                     break
@@ -327,7 +390,9 @@ class LLM:
                 f"{self.name} {step}: gave up after {c.max_retries + 1} tries; last error: {fault.kind}: {fault}"
             )
 
-    def _completion(self, request: dict[str, Any], step: str, reply: Reply, seconds: float) -> Completion:
+    def _completion(
+        self, request: dict[str, Any], step: str, reply: Reply, seconds: float, notes: list[str]
+    ) -> Completion:
         c = self.config
         text, reasoning, unclosed = split_reasoning(reply.content, reply.reasoning, c.reasoning_delimiter)
         cost = (reply.input_tokens * c.price_input + reply.output_tokens * c.price_output) / 1e6
@@ -348,6 +413,7 @@ class LLM:
             seconds=round(seconds, 3),
             finish_reason=reply.finish_reason,
             truncated=unclosed or reply.finish_reason == "length",
+            notes=list(notes),
         )
 
     async def aclose(self) -> None:

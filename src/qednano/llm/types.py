@@ -38,11 +38,23 @@ class ModelConfig(Strict):
     timeout_s: float = Field(3600.0, gt=0)
     """Per-call timeout in seconds."""
     max_tokens: int | None = None
+    """Most output tokens per call; clamped per call to what the prompt leaves of `context_length`."""
+    context_length: int | None = Field(None, ge=1)
+    """The server's context window in tokens (vLLM `--max-model-len`): prompt + `max_tokens` must fit.
+    None: no clamp (the server's own limit applies)."""
+    min_output_tokens: int = Field(1024, ge=1)
+    """With `context_length`: a prompt that leaves fewer output tokens is refused before it is sent
+    (`ContextLengthError`); scaffolds that can shrink their input do so first."""
+    tokenizer: str | None = None
+    """Local tokenizer directory (Hugging Face layout) to count prompt tokens for `context_length`;
+    the `transformers` engine uses its model's own. None: a safe estimate (`llm/context.py`)."""
     max_tokens_param: Literal["max_tokens", "max_completion_tokens"] = "max_tokens"
     """OpenAI reasoning models want `max_completion_tokens`."""
     temperature: float | None = None
     top_p: float | None = None
     seed: int | None = None
+    """Sampling seed. Each call is sent its own seed, derived from this one and the call's scope
+    (attempt, step, repeat), so identical parallel requests still sample differently."""
     extra_body: dict[str, Any] = Field(default_factory=dict)
     """Passed through to the server (vLLM `top_k`, `chat_template_kwargs`, `reasoning_effort`)."""
     price_input: float = 0.0

@@ -233,6 +233,10 @@ class Markdown:
             ),
             *self.breakdowns(),
             "## Table 2: scaffolds (tokens and cost per problem and run)\n",
+            "Output tokens (reasoning included) of every call an attempt made (policy, summarizer, verifier), "
+            "as the paper counts them; `Output tokens vs direct` divides them by the single-turn run's. "
+            "Input + output tokens add every call's prompt. A recipe's `token_budget` counts input + output "
+            "tokens (`budget_counts: total`) or output tokens only (`budget_counts: output`).\n",
             *self.scaffolds(),
             "## Quality\n",
             self.quality(),
@@ -270,8 +274,8 @@ class Markdown:
         cols = [
             "Avg. grade (%)",
             "Avg. output tokens",
-            "Tokens vs direct",
-            "Avg. total tokens",
+            "Output tokens vs direct",
+            "Avg. input + output tokens",
             "Avg. cost",
             "Total cost",
         ]

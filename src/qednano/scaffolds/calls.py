@@ -13,6 +13,11 @@ the pieces they all need live here so each algorithm reads as the paper describe
 - `attempt_rng()`: a `random.Random` seeded from the recipe seed, the attempt id and a
   purpose, through sha256 (never Python's salted `hash()`), so a re-run draws the same
   brackets and sets and replays its calls from the cache;
+- `posed()`: the problem as every call that writes a candidate shows it: through the
+  benchmark's task template (`task`, e.g. AnswerBench's boxed-answer instruction), so the
+  instruction reaches aggregation, later turns, refinements and corrections too;
+- `fit_text()`: an input cut from its start until the call fits the model's context window
+  (`llm/context.py`), with a note for the Completion;
 - `fenced()`: candidate text (or a grader's report on it) fenced as data for a self-check
   prompt (`grading/fence.py`); the fence is a function of the text, so a re-run sends the same
   prompt and replays it from the cache.
@@ -23,12 +28,14 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
-from collections.abc import Awaitable, Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from typing import Any, TypeVar
 
 from qednano.grading.fence import Fenced, fence
-from qednano.llm.client import current_scope
+from qednano.llm.client import LLM, current_scope
+from qednano.llm.context import keep_end
 from qednano.llm.types import BudgetExhausted
+from qednano.prompts import render, template
 from qednano.records import content_id
 
 log = logging.getLogger(__name__)
@@ -39,6 +46,27 @@ T = TypeVar("T")
 def user(text: str) -> list[dict[str, Any]]:
     """A conversation of one user message."""
     return [{"role": "user", "content": text}]
+
+
+def posed(statement: str, task: str | None) -> str:
+    """The problem through the benchmark's task template (`{{problem}}`); the bare statement when None."""
+    return statement if task is None else render(template(task), problem=statement)
+
+
+def fit_text(
+    llm: LLM, build: Callable[[str], list[dict[str, Any]]], text: str, what: str, max_tokens: int | None = None
+) -> tuple[str, list[str]]:
+    """(`text`, no notes) when `build(text)` fits `llm`'s context window; else the longest end of it that fits.
+
+    The note says how much was kept. When not even an empty `text` fits, the call is left to
+    be refused by `LLM` (a `ContextLengthError`: the attempt fails and is retried next run).
+    """
+    if llm.fits(build(text), max_tokens):
+        return text, []
+    kept = keep_end(text, lambda t: llm.fits(build(t), max_tokens))
+    note = f"context: kept the last {len(kept)} of {len(text)} characters of the {what}"
+    log.warning("%s", note)
+    return kept, [note]
 
 
 async def gather(calls: Iterable[Awaitable[T]]) -> list[T]:

@@ -26,6 +26,11 @@ so a proof that writes its own score cannot raise its mean. The refine prompt is
 fenced: it asks the policy for a new proof, not for a verdict, and that proof is verified
 (fenced) like any other.
 
+With a benchmark `task` (AnswerBench's boxed answer), the generation prompt, which every
+refinement repeats, poses the problem through it. The proof returned is a section of its
+call's text; `Attempt.truncated` finds that call by containment, so a cut-off generation
+shows as truncated.
+
 Fallbacks: the proof is the text between a `## Solution` heading and a `## Self
 Evaluation` heading (the whole final text when the headings are missing); an empty proof
 scores 0 without verification calls; a verification without a readable `\\boxed{0|0.5|1}`
@@ -47,7 +52,7 @@ from qednano.llm.client import Models
 from qednano.llm.types import BudgetExhausted
 from qednano.prompts import render, template
 from qednano.records import Problem
-from qednano.scaffolds.calls import fenced, gather, user
+from qednano.scaffolds.calls import fenced, gather, posed, user
 
 log = logging.getLogger(__name__)
 
@@ -112,6 +117,8 @@ class DSM(Strict):
     """Lowest-scored verifications shown with each proof to refine."""
     iterations: int = Field(2, ge=0)
     """Refinement iterations."""
+    task: str | None = None
+    """The benchmark's task template (`{{problem}}`, e.g. `answer`) the problem is posed through; None: bare."""
 
     @model_validator(mode="after")
     def _check(self) -> DSM:
@@ -121,7 +128,7 @@ class DSM(Strict):
 
     async def run(self, problem: Problem, models: Models) -> str:
         pool: list[Candidate] = []
-        task = render(template("dsm_generate"), problem=problem.statement)
+        task = render(template("dsm_generate"), problem=posed(problem.statement, self.task))
         try:
             await gather(self.prove(problem, models, task, f"generate/{i}", i, pool) for i in range(self.proofs))
             for t in range(1, self.iterations + 1):

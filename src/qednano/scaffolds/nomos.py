@@ -23,6 +23,12 @@ cut from the reply before `\\boxed{}` or `<keep>` is read, so a solution that wr
 or a keep list of its own cannot choose its fate; the feedback kept for consolidation is the
 verifier's own text.
 
+Context window: the consolidation shows every kept solution and its feedback in one call.
+When that prompt does not fit the verifier's `context_length`, the lowest-scored solution
+(ties: the later one) is dropped, as the original Nomos does, until it fits; the drop is
+noted on the consolidation's Completion (`notes`). With a benchmark `task` (AnswerBench's
+boxed answer), the consolidation poses the problem through it.
+
 Fallbacks: a solution with no final text is scored 0 without a call; a score is the last
 `\\boxed{}` integer in 0..7, and a missing or out-of-range score counts as 0. The last
 `<keep>` tag is read; numbers outside the list are ignored; no tag, or no valid number,
@@ -45,7 +51,7 @@ from qednano.llm.client import Models
 from qednano.llm.types import BudgetExhausted
 from qednano.prompts import render, template
 from qednano.records import Problem
-from qednano.scaffolds.calls import attempt_rng, fenced, gather, user
+from qednano.scaffolds.calls import attempt_rng, fenced, gather, posed, user
 from qednano.scaffolds.tournament import knockout
 
 log = logging.getLogger(__name__)
@@ -97,6 +103,8 @@ class Nomos(Strict):
     """With at least this many 7/7 solutions, keep only perfect ones."""
     prompt: str = "proof"
     """Template of the solve message (`problem` placeholder)."""
+    task: str | None = None
+    """The benchmark's task template (`{{problem}}`, e.g. `answer`) the consolidation poses the problem through."""
     seed: int = 0
     """With the attempt id, seeds the tournament bracket and its coin."""
 
@@ -141,17 +149,48 @@ class Nomos(Strict):
         scored.score, scored.feedback = parse_score(feedback) or 0, feedback
 
     async def consolidate(self, problem: Problem, models: Models, pool: list[Scored]) -> list[Scored]:
-        fences: list[Fenced] = []
-        blocks = []
-        for n, s in enumerate(pool, start=1):
-            shown = fenced(s.text, problem.id, "nomos/consolidate", f"SUBMISSION {n}")
-            feedback = fenced(s.feedback, problem.id, "nomos/consolidate", f"FEEDBACK {n}", report=True)
-            fences += [shown, feedback]
-            blocks.append(
-                f"### Submission {n}\n\n{shown.block}\n\n#### Grader feedback for submission {n}\n\n{feedback.block}"
-            )
-        message = render(template("nomos_consolidate"), problem=problem.statement, submissions="\n\n".join(blocks))
-        answer = (await models.verifier.complete(user(message), step="consolidate")).text
+        """The group the consolidation keeps; first the lowest-scored solutions dropped until the call fits."""
+        notes: list[str] = []
+
+        def drop_worst() -> None:
+            nonlocal pool
+            worst = min(pool, key=lambda s: (s.score, -s.index))
+            pool = [s for s in pool if s is not worst]
+            notes.append(f"context: dropped solution {worst.index} (score {worst.score}) from the consolidation")
+            log.warning("nomos: %s", notes[-1])
+
+        # Fencing long texts is slow: drop on the unfenced prompt first, then check the real one.
+        while len(pool) > 1 and not models.verifier.fits(self.consolidation(problem, pool, fence=False)[0]):
+            drop_worst()
+        messages, fences = self.consolidation(problem, pool)
+        while len(pool) > 1 and not models.verifier.fits(messages):
+            drop_worst()
+            messages, fences = self.consolidation(problem, pool)
+        if len(pool) == 1:
+            return pool
+        answer = (await models.verifier.complete(messages, step="consolidate", notes=notes)).text
         for f in fences:
             answer = f.cut(answer)
         return [pool[i] for i in parse_keep(answer, len(pool))]
+
+    def consolidation(
+        self, problem: Problem, pool: list[Scored], *, fence: bool = True
+    ) -> tuple[list[dict[str, str]], list[Fenced]]:
+        """The consolidation call's messages over `pool`, and the fences to cut from its answer.
+
+        `fence=False`: the texts as they are, for a quick size check (fences add little).
+        """
+        fences: list[Fenced] = []
+        blocks = []
+        for n, s in enumerate(pool, start=1):
+            if fence:
+                shown = fenced(s.text, problem.id, "nomos/consolidate", f"SUBMISSION {n}")
+                feedback = fenced(s.feedback, problem.id, "nomos/consolidate", f"FEEDBACK {n}", report=True)
+                fences += [shown, feedback]
+                text, said = shown.block, feedback.block
+            else:
+                text, said = s.text, s.feedback
+            blocks.append(f"### Submission {n}\n\n{text}\n\n#### Grader feedback for submission {n}\n\n{said}")
+        statement = posed(problem.statement, self.task)
+        message = render(template("nomos_consolidate"), problem=statement, submissions="\n\n".join(blocks))
+        return user(message), fences

@@ -12,12 +12,18 @@ Per attempt, for turn t = 1..T:
    the latest candidate (its reasoning, or its final text, per `summarize`) -> the new
    summary, which replaces the old one.
 
-2T - 1 calls. The proof is the final text of the last turn; there is no selection across
-turns (as in the original code).
+2T - 1 calls. The proof is the final text of the last turn, as in the original code, even
+when that turn was cut off (its final text may then be empty): there is no selection across
+turns, and `Attempt.truncated` shows the cut. With a benchmark `task` (AnswerBench's boxed
+answer), every turn and summary poses the problem through it.
 
-Fallbacks: a turn with no final text (cut off while reasoning) keeps the last non-empty
-final text as the proof; an empty summary keeps the previous summary. When the attempt's
-token budget is spent, the loop stops and returns the latest non-empty final text.
+Context window: the summary call embeds the whole latest reasoning. When that does not fit
+the summarizer's `context_length` (with `summary_tokens` of room, else `min_output_tokens`),
+the reasoning's start is cut and its end kept (where the latest progress is), marked in the
+prompt and noted on the call's Completion (`notes`).
+
+Fallbacks: an empty summary keeps the previous summary. When the attempt's token budget is
+spent, the loop stops and returns the final text of the latest turn.
 
 `solve_prompt` and `summary_prompt` are shared with reasoning-cache RL (`train/rc.py`),
 so training and evaluation see the same prompts and the same empty-summary text.
@@ -35,7 +41,7 @@ from qednano.llm.client import Models
 from qednano.llm.types import BudgetExhausted
 from qednano.prompts import render, template
 from qednano.records import Problem
-from qednano.scaffolds.calls import user
+from qednano.scaffolds.calls import fit_text, posed, user
 
 log = logging.getLogger(__name__)
 
@@ -67,25 +73,31 @@ class ReasoningCache(Strict):
     """Template of the solve message (`problem`, `summary`)."""
     summary_template: str = "rc_summarize"
     """Template of the summarise message (`problem`, `summary`, `candidate`)."""
+    task: str | None = None
+    """The benchmark's task template (`{{problem}}`, e.g. `answer`) the problem is posed through; None: bare."""
 
     async def run(self, problem: Problem, models: Models) -> str:
+        statement = posed(problem.statement, self.task)
         summary = ""
         proof = ""
         try:
             for turn in range(1, self.turns + 1):
-                message = solve_prompt(problem.statement, summary, self.solve_template)
+                message = solve_prompt(statement, summary, self.solve_template)
                 solved = await models.policy.complete(user(message), step=f"solve/{turn}")
-                proof = solved.text or proof
+                proof = solved.text  # the latest turn is the answer, cut off or not
                 if turn == self.turns:
                     break
                 latest = solved.text if self.summarize == "text" else (solved.reasoning or solved.text)
                 params = {"max_tokens": self.summary_tokens} if self.summary_tokens else {}
+
+                def build(candidate: str, summary: str = summary) -> list[dict[str, str]]:
+                    return user(summary_prompt(statement, summary, candidate, self.summary_template))
+
+                latest, notes = fit_text(models.summarizer, build, latest, "latest reasoning", self.summary_tokens)
                 summarized = await models.summarizer.complete(
-                    user(summary_prompt(problem.statement, summary, latest, self.summary_template)),
-                    step=f"summarize/{turn}",
-                    **params,
+                    build(latest), step=f"summarize/{turn}", notes=notes, **params
                 )
                 summary = summarized.text or summary
         except BudgetExhausted:
-            log.info("reasoning_cache: token budget spent; returning the latest proof")
+            log.info("reasoning_cache: token budget spent; returning the latest turn's text")
         return proof

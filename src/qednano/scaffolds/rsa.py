@@ -26,9 +26,14 @@ Aggregation inputs are shown unfenced: the policy is asked to write a proof from
 to judge them, so no score or verdict is read from its reply; the final selection is the
 knockout, which fences both proofs of every match (`tournament.py`).
 
+With a benchmark `task` (AnswerBench's boxed answer), every aggregation poses the problem
+through it, as the initial solve does through `prompt`.
+
 Fallbacks: a member with no final text stays in the population and is shown to later
-calls as an empty attempt. When the token budget is spent, the returned proof is the
-lowest-index finished member of the most advanced round (or the tournament's survivor).
+calls as an empty attempt, but is never returned while another member has text: the
+knockout (or the random pick) runs over the members of the last population that have text.
+When the token budget is spent, the returned proof is the lowest-index finished member with
+text of the most advanced round that has one.
 """
 
 from __future__ import annotations
@@ -45,7 +50,7 @@ from qednano.llm.client import Models
 from qednano.llm.types import BudgetExhausted
 from qednano.prompts import render, template
 from qednano.records import Problem
-from qednano.scaffolds.calls import attempt_rng, gather, user
+from qednano.scaffolds.calls import attempt_rng, gather, posed, user
 from qednano.scaffolds.tournament import EMPTY, knockout
 
 log = logging.getLogger(__name__)
@@ -81,6 +86,8 @@ class RSA(Strict):
     select: Literal["tournament", "random"] = "tournament"
     prompt: str = "proof"
     """Template of the initial solve message (`problem` placeholder)."""
+    task: str | None = None
+    """The benchmark's task template (`{{problem}}`, e.g. `answer`) aggregations pose the problem through."""
     seed: int = 0
     """With the attempt id, seeds the aggregation sets and the tournament."""
 
@@ -106,7 +113,8 @@ class RSA(Strict):
                 return (await models.policy.complete(user(message), step=f"solve/{s}")).text
             inputs = [await layers[t - 1][j] for j in sets[t - 1][s]]
             prompt = "rsa_refine" if self.k == 1 else "rsa_aggregate"
-            message = render(template(prompt), problem=problem.statement, candidates=candidates_block(inputs))
+            statement = posed(problem.statement, self.task)
+            message = render(template(prompt), problem=statement, candidates=candidates_block(inputs))
             return (await models.policy.complete(user(message), step=f"aggregate/r{t}.{s}")).text
 
         for t in range(self.rounds + 1):
@@ -116,7 +124,7 @@ class RSA(Strict):
         except BudgetExhausted:
             log.info("rsa: token budget spent; returning the most advanced finished member")
             return most_advanced(layers)
-        final = [task.result() for task in layers[-1]]
+        final = [text for text in (task.result() for task in layers[-1]) if text] or [""]
         if self.select == "random" or len(final) == 1:
             return final[rng.randrange(len(final))]
         bracket = await knockout(problem, final, models.verifier, rng)
@@ -124,9 +132,9 @@ class RSA(Strict):
 
 
 def most_advanced(layers: list[list[asyncio.Task[str]]]) -> str:
-    """The lowest-index finished member of the latest round that has one."""
+    """The lowest-index finished member with text of the latest round that has one ("" if none has)."""
     for layer in reversed(layers):
         for task in layer:
-            if task.done() and not task.cancelled() and task.exception() is None:
+            if task.done() and not task.cancelled() and task.exception() is None and task.result():
                 return task.result()
     return ""

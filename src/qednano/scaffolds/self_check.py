@@ -14,12 +14,16 @@ Calls per attempt:
      and the solution cut to the text after "Detailed Solution" (all of it when absent);
    - `classify/i` (verifier): does that report say the proof is correct? yes / no;
    - pass: passes += 1, failures = 0; fail: passes = 0, failures += 1;
+   - after a fail, `correct/i` (policy): [system, problem, the solution, the correction
+     request with the bug report] -> the new solution, also when the search then gives up
+     (as in QED-Nano's code: the correction comes before the stop rules);
    - stop with the solution at `passes` consecutive passes; give up at `failures`
-     consecutive failures or after the last iteration;
-   - otherwise, after a fail, `correct/i` (policy): [system, problem, the solution, the
-     correction request with the bug report] -> the new solution.
+     consecutive failures or after the last iteration, returning the (corrected) solution.
 
-At most 2 + 3 * max_iterations calls (the last iteration never corrects).
+At most 2 + 3 * max_iterations calls (92 for the paper preset). With `return_if_not_found`
+off, the correction of a search that gives up is skipped (its text would be discarded).
+With a benchmark `task`, the problem message is posed through it, so every solve, improve
+and correct call (they share that conversation) carries the task's instruction.
 
 The solution is fenced as data in the `verify` prompt and the report in the `classify`
 prompt (`grading/fence.py`); each fenced region is cut from the reply before it is used, so text
@@ -46,7 +50,7 @@ from qednano.llm.client import Models
 from qednano.llm.types import BudgetExhausted
 from qednano.prompts import render, template
 from qednano.records import Problem
-from qednano.scaffolds.calls import fenced, user
+from qednano.scaffolds.calls import fenced, posed, user
 
 log = logging.getLogger(__name__)
 
@@ -83,10 +87,12 @@ class SelfCheck(Strict):
     """Most verifications."""
     return_if_not_found: bool = True
     """Return the latest solution when none is accepted (else an empty proof, graded 0)."""
+    task: str | None = None
+    """The benchmark's task template (`{{problem}}`, e.g. `answer`) the problem is posed through; None: bare."""
 
     async def run(self, problem: Problem, models: Models) -> str:
         system = {"role": "system", "content": template("selfcheck_system")}
-        start = [system, {"role": "user", "content": problem.statement}]
+        start = [system, {"role": "user", "content": posed(problem.statement, self.task)}]
         solution = ""
         try:
             solution = (await models.policy.complete(start, step="solve")).text
@@ -99,12 +105,13 @@ class SelfCheck(Strict):
                 if passes >= self.passes:
                     log.info("self_check: accepted after %d iterations", i)
                     return solution
-                if failures >= self.failures or i == self.max_iterations:
-                    break
-                if not passed:
+                giving_up = failures >= self.failures or i == self.max_iterations
+                if not passed and (self.return_if_not_found or not giving_up):
                     request = render(template("selfcheck_correct"), report=report)
                     messages = [*start, assistant(solution), {"role": "user", "content": request}]
                     solution = (await models.policy.complete(messages, step=f"correct/{i}")).text or solution
+                if giving_up:
+                    break
         except BudgetExhausted:
             log.info("self_check: token budget spent")
         return solution if self.return_if_not_found else ""

@@ -6,6 +6,11 @@ slot each for `tokens / tokens_per_s` model seconds, extra requests queue, and o
 come from a seeded log-normal keyed by the request (so arrival order does not change them).
 `TimingReport` gives the figures a scheduling benchmark needs: busy slot-seconds, the
 makespan, and the lower bound `output tokens / (slots * tokens_per_s)` no schedule can beat.
+
+A real server also has a context window and writes texts as long as their token counts:
+`context_refusal()` is vLLM's 400 message for a request that does not fit, and `filled()`
+makes a reply's text of a drawn length (filler reasoning in `<think>`, then a filler proof),
+cut off at the request's cap as a real decode is.
 """
 
 from __future__ import annotations
@@ -116,3 +121,76 @@ class Decoder:
             peak_active=self.peak_active,
             peak_queued=self.peak_queued,
         )
+
+
+FILLER = [
+    "so",
+    "we",
+    "get",
+    "that",
+    "the",
+    "sum",
+    "is",
+    "at",
+    "most",
+    "one",
+    "and",
+    "hence",
+    "each",
+    "term",
+    "of",
+    "it",
+    "must",
+    "be",
+    "even",
+]
+"""Words of the filler text (`fill=`): each counts as one token here and spans 2-6 characters."""
+
+
+def filler(words: int, offset: int = 0) -> str:
+    """`words` filler words (one token each by the fake server's word count)."""
+    return " ".join(FILLER[(offset + i) % len(FILLER)] for i in range(words))
+
+
+def filled(content: str, tokens: int, share: float, cap: int | None) -> tuple[str, int, bool]:
+    """(content, tokens, cut off): `<think>` filler, `</think>`, filler proof, then `content`, at most `cap` tokens.
+
+    The reasoning takes `1 - share` of the drawn `tokens`; `<think>`, `</think>` and every
+    word are one token each. Only the words before the cap are made.
+    """
+    tail = content.split()
+    proof = max(0, round(tokens * share) - len(tail))
+    think = max(1, tokens - proof - len(tail) - 2)
+    total = think + proof + len(tail) + 2
+    left = total if cap is None else min(cap, total)
+    words: list[str] = []
+    for segment, size in (("<think>", 1), ("think", think), ("</think>", 1), ("proof", proof), ("tail", len(tail))):
+        n = min(size, left - len(words))
+        if n <= 0:
+            break
+        if segment in ("<think>", "</think>"):
+            words.append(segment)
+        elif segment == "tail":
+            words += tail[:n]
+        else:
+            words += filler(n, 0 if segment == "think" else 7).split()
+    cut = len(words) < total
+    text = " ".join(words)
+    if not cut and tail:  # the script's own content after a blank line, as written
+        text = text[: len(text) - len(" ".join(tail))].rstrip() + "\n\n" + content
+    return text, len(words), cut
+
+
+def context_refusal(window: int, prompt: int, asked: Any) -> str | None:
+    """vLLM's message refusing a request of `prompt` tokens asking `asked` new tokens, or None when it fits."""
+    if prompt >= window:
+        return (
+            f"This model's maximum context length is {window} tokens. However, your request has "
+            f"{prompt} input tokens. Please reduce the length of the input messages."
+        )
+    if isinstance(asked, int) and prompt + asked > window:
+        return (
+            f"'max_tokens' or 'max_completion_tokens' is too large: {asked}. This model's maximum context "
+            f"length is {window} tokens and your request has {prompt} input tokens ({asked} > {window} - {prompt})."
+        )
+    return None

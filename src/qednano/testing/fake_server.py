@@ -9,17 +9,25 @@ the real `qednano` CLI can be exercised end to end with no model and no network:
   queue), each at a fixed token rate, with output lengths drawn from a seeded log-normal;
   `timing_report()` gives the busy time and the makespan lower bound
   `output tokens / (slots * rate)` that the scaffold-orchestration benchmark compares to;
+- a context window like vLLM's (`context_length=`): a prompt that leaves no room, or a
+  `max_tokens` larger than the room, is refused with vLLM's 400 and message; without
+  `max_tokens` the reply is capped at the room (finish `length`);
+- long texts (`fill=`): in timing mode each reply's text is as long as its drawn length,
+  filler reasoning in `<think>...</think>` and a filler proof before the script's content, cut
+  off at `max_tokens` like a real decode (an unclosed `<think>` when the cap falls in it);
 - seeded fault injection by kind (`FAULT_KINDS`): 429 with Retry-After, 500/502/503, a hang
   past the client's timeout, a dropped connection, a truncated body, an invalid JSON body,
   empty `choices`, and reasoning that never closes its `<think>`.
 
-Counters (`requests`, `replies`, `faults`, `bodies`, `answered`, `authorizations`, `peak_inflight`)
+Counters (`requests`, `replies`, `faults`, `bodies`, `answered`, `authorizations`, `peak_inflight`,
+`refused`, `prompt_counts`)
 are written only by the server thread; tests read them after their calls have returned.
 """
 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import http
 import json
 import random
@@ -31,7 +39,7 @@ from dataclasses import dataclass
 from types import TracebackType
 from typing import Any
 
-from qednano.testing.fake_gpu import Decoder, Timing, TimingReport
+from qednano.testing.fake_gpu import Decoder, Timing, TimingReport, context_refusal, filled
 
 FAULT_KINDS = (
     "429",
@@ -107,9 +115,17 @@ class FakeServer:
         hang_s: float = 60.0,
         model: str = "fake-model",
         port: int = 0,
+        context_length: int | None = None,
+        fill: float | None = None,
+        count_prompt: Callable[[Mapping[str, Any]], int] | None = None,
     ) -> None:
         """`faults` maps kinds to rates (drawn per request, seeded); `fault_plan` fixes the
-        fault (or None) of the first requests in arrival order, before rates apply."""
+        fault (or None) of the first requests in arrival order, before rates apply.
+
+        `context_length`: enforce a context window like vLLM (400s with its messages).
+        `fill`: with `timing`, make each reply's text as long as its drawn token count, this
+        share of it the final text (after `</think>`), the rest reasoning.
+        `count_prompt`: the server's prompt token count (default `prompt_tokens`, words + 4 a message)."""
         unknown = set(faults or {}) | {k for k in fault_plan if k is not None}
         unknown -= set(FAULT_KINDS)
         if unknown:
@@ -125,6 +141,13 @@ class FakeServer:
         self.hang_s = hang_s
         self.model = model
         self.port = port
+        self.context_length = context_length
+        self.fill = fill
+        self.count_prompt = count_prompt or prompt_tokens
+        self.refused = 0
+        """Requests refused for the context window (400)."""
+        self.prompt_counts: list[int] = []
+        """Prompt tokens of every request answered, in order (to check a run stayed in the window)."""
         self.requests = 0
         """POST /chat/completions requests received, faulted or not."""
         self.replies = 0
@@ -272,6 +295,10 @@ class FakeServer:
         self.bodies.append(request)
         if request.get("stream"):
             return await send(writer, 400, error_body("the fake server does not stream", "invalid_request"))
+        refusal = self._over_context(request)
+        if refusal is not None:
+            self.refused += 1
+            return await send(writer, 400, error_body(refusal, "BadRequestError"))
         fault = self._pick_fault()
         if fault is not None:
             self.faults[fault] += 1
@@ -288,19 +315,37 @@ class FakeServer:
             extra = {"retry-after": f"{reply.retry_after:g}"} if reply.retry_after is not None else {}
             return await send(writer, reply.status, error_body(reply.message, reply.code), extra)
         tokens, finish = reply.completion_tokens, reply.finish_reason
+        cap = request.get("max_tokens") or request.get("max_completion_tokens")
+        prompt = self.count_prompt(request)
+        if self.context_length is not None:
+            room = self.context_length - prompt
+            cap = room if not isinstance(cap, int) else min(cap, room)
         if self.decoder is not None:
             tokens = self.decoder.sample(request) if tokens is None else tokens
-            cap = request.get("max_tokens") or request.get("max_completion_tokens")
+            if self.fill is not None:
+                content, tokens, cut = filled(reply.content, tokens, self.fill, cap if isinstance(cap, int) else None)
+                reply = ScriptedReply(content, None, "length" if cut else finish, reply.prompt_tokens, tokens)
+                finish = reply.finish_reason
             if isinstance(cap, int) and tokens > cap:
                 tokens, finish = cap, "length"
             await self.decoder.decode(tokens)
         if tokens is None:
             tokens = rough_tokens(reply.content) + rough_tokens(reply.reasoning_content or "")
+        if reply.prompt_tokens is None:
+            reply = dataclasses.replace(reply, prompt_tokens=prompt)
         if reply.delay_s and await wait_or_hangup(reader, reply.delay_s):
             return False
         self.replies += 1
         self.answered.append(request)
+        self.prompt_counts.append(prompt)
         return await send(writer, 200, completion_body(request, reply, tokens, finish, self.model))
+
+    def _over_context(self, request: dict[str, Any]) -> str | None:
+        """vLLM's refusal message when the request does not fit the context window, else None."""
+        if self.context_length is None:
+            return None
+        asked = request.get("max_tokens") or request.get("max_completion_tokens")
+        return context_refusal(self.context_length, self.count_prompt(request), asked)
 
     async def _fault(self, kind: str, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> bool:
         if kind == "429":
