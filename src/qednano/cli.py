@@ -34,6 +34,7 @@ from qednano.grading.rubrics import RUBRICS_FILE
 from qednano.llm.client import LLM
 from qednano.prompts import PromptError
 from qednano.store import RunDir
+from qednano.train.recipes import GRPORecipe, RCRecipe, SFTRecipe
 
 console = Console(stderr=True)
 EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT, EXIT_INTERRUPTED = 0, 1, 2, 130
@@ -229,11 +230,42 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return cmd_eval(cfg.load(args.recipe, args.overrides, EvalRecipe))
 
 
+def cmd_train(run: Callable[[Any], Path]) -> Callable[[Any], int]:
+    """A training command: run it, say where the model is."""
+
+    def command(recipe: Any) -> int:
+        console.print(f"model: {run(recipe)}")
+        return EXIT_OK
+
+    return command
+
+
+def run_sft(recipe: SFTRecipe) -> Path:
+    from qednano.train.sft import run_sft as run
+
+    return run(recipe)
+
+
+def run_grpo(recipe: GRPORecipe) -> Path:
+    from qednano.train.grpo import run_grpo as run
+
+    return run(recipe)
+
+
+def run_rc(recipe: RCRecipe) -> Path:
+    from qednano.train.rc import run_rc as run
+
+    return run(recipe)
+
+
 COMMANDS: dict[str, tuple[type[BaseModel], Callable[[Any], int], str]] = {
     "generate": (RunRecipe, cmd_generate, "run a scaffold over problems; append attempts"),
     "rubrics": (RunRecipe, cmd_rubrics, "write a marking scheme for each problem; append to problems.jsonl"),
     "grade": (RunRecipe, cmd_grade, "grade the run's attempts with the recipe's judges"),
     "eval": (EvalRecipe, cmd_eval, "generate + grade + report: models x scaffolds x benchmarks"),
+    "sft": (SFTRecipe, cmd_train(run_sft), "supervised fine-tuning on an SFT set (TRL SFTTrainer)"),
+    "grpo": (GRPORecipe, cmd_train(run_grpo), "GRPO on an RL set, rewarded by the judge (TRL GRPOTrainer)"),
+    "rc": (RCRecipe, cmd_train(run_rc), "Reasoning-Cache RL: GRPO over summarise-and-refine states"),
     "curate": (CurateRecipe, cmd_curate, "filter and decontaminate training problems; write problems, rejects, report"),
     "export": (
         ExportRecipe,

@@ -9,11 +9,15 @@ the CPU training checks run on it; its text is noise, but every code path is rea
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any, Literal
 
 CHAT_TEMPLATE = (
-    "{% for m in messages %}<|im_start|>{{ m['role'] }}\n{{ m['content'] }}<|im_end|>\n{% endfor %}"
+    "{% for m in messages %}<|im_start|>{{ m['role'] }}\n"
+    "{% if m['role'] == 'assistant' %}{% generation %}{{ m['content'] }}<|im_end|>{% endgeneration %}"
+    "{% else %}{{ m['content'] }}<|im_end|>{% endif %}\n{% endfor %}"
     "{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}"
 )
+"""ChatML; the `generation` markers let TRL's assistant-only loss find the assistant tokens."""
 SPECIAL_TOKENS = ["<|endoftext|>", "<|im_start|>", "<|im_end|>"]
 THINK_TOKENS = ["<think>", "</think>"]
 """Added as ordinary tokens (as in Qwen3), so decoding keeps them and `</think>` can split reasoning."""
@@ -34,15 +38,26 @@ CORPUS = [
 
 
 def build_tiny_model(
-    path: str | Path, *, vocab_size: int = 512, hidden: int = 64, layers: int = 2, seed: int = 0
+    path: str | Path,
+    *,
+    vocab_size: int = 512,
+    hidden: int = 64,
+    layers: int = 2,
+    seed: int = 0,
+    arch: Literal["qwen2", "qwen3"] = "qwen2",
+    corpus: list[str] | None = None,
 ) -> Path:
-    """Write a tiny random chat model to `path` (idempotent: an existing model is kept)."""
+    """Write a tiny random chat model to `path` (idempotent: an existing model is kept).
+
+    `arch="qwen3"` builds the architecture the training stages use (QED-Nano is a Qwen3);
+    `corpus` replaces the built-in text the tokenizer is trained on.
+    """
     path = Path(path)
     if (path / "model.safetensors").is_file() and (path / "tokenizer.json").is_file():
         return path
     import torch
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
-    from transformers import PreTrainedTokenizerFast, Qwen2Config, Qwen2ForCausalLM
+    from transformers import PreTrainedTokenizerFast, Qwen2Config, Qwen2ForCausalLM, Qwen3Config, Qwen3ForCausalLM
     from transformers.utils import logging as hf_logging
 
     hf_logging.disable_progress_bar()
@@ -56,7 +71,7 @@ def build_tiny_model(
         initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
         show_progress=False,
     )
-    bpe.train_from_iterator(CORPUS * 4, trainer=trainer)
+    bpe.train_from_iterator((corpus or CORPUS) * 4, trainer=trainer)
     tok = PreTrainedTokenizerFast(
         tokenizer_object=bpe,
         eos_token="<|im_end|>",
@@ -67,7 +82,7 @@ def build_tiny_model(
     tok.chat_template = CHAT_TEMPLATE
 
     torch.manual_seed(seed)
-    config = Qwen2Config(
+    shape: dict[str, Any] = dict(
         vocab_size=len(tok),
         hidden_size=hidden,
         intermediate_size=hidden * 2,
@@ -80,7 +95,10 @@ def build_tiny_model(
         bos_token_id=None,
         tie_word_embeddings=True,
     )
-    model = Qwen2ForCausalLM(config)
+    if arch == "qwen3":
+        model: Any = Qwen3ForCausalLM(Qwen3Config(**shape, head_dim=hidden // 4))
+    else:
+        model = Qwen2ForCausalLM(Qwen2Config(**shape))
     path.mkdir(parents=True, exist_ok=True)
     tok.save_pretrained(path)
     model.save_pretrained(path, safe_serialization=True)
