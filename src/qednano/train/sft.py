@@ -85,8 +85,8 @@ def held_out(
     return kept, [ex.messages[:-1] for ex in held]
 
 
-def run_sft(recipe: SFTRecipe) -> Path:
-    """Train, resuming from the last checkpoint when there is one; returns the folder of the final model."""
+def build_sft_trainer(recipe: SFTRecipe) -> Any:
+    """The SFTTrainer of a recipe: policy, conversations (held-out prompts kept for the monitor), TRL's config."""
     from datasets import Dataset
     from trl import SFTConfig, SFTTrainer
 
@@ -97,7 +97,13 @@ def run_sft(recipe: SFTRecipe) -> Path:
     monitor = make_monitor(recipe.length_monitor, prompts, Path(recipe.output_dir))
     trainer = SFTTrainer(model=model, args=args, train_dataset=dataset, processing_class=tokenizer, callbacks=[monitor])
     monitor.trainer = trainer
+    return trainer
+
+
+def run_sft(recipe: SFTRecipe) -> Path:
+    """Train, resuming from the last checkpoint when there is one; returns the folder of the final model."""
+    trainer = build_sft_trainer(recipe)
     trainer.train(resume_from_checkpoint=last_checkpoint(recipe))
     trainer.save_model(recipe.output_dir)
-    tokenizer.save_pretrained(recipe.output_dir)
+    trainer.processing_class.save_pretrained(recipe.output_dir)
     return Path(recipe.output_dir)
