@@ -26,7 +26,7 @@ from qednano.eval.cells import EvalRecipe
 from qednano.eval.pipeline import Outcome, generate, grade, write_rubrics
 from qednano.eval.run import Job, Track, run_eval, run_jobs
 from qednano.eval.runs import RunRecipe, models_for, open_run
-from qednano.grading.inputs import grade_inputs, write_agreement
+from qednano.grading.inputs import check_human_attempts, grade_inputs, imported_graders, write_agreement
 from qednano.grading.judge import JudgeConfig
 from qednano.grading.rubrics import RUBRICS_FILE
 from qednano.llm.client import LLM
@@ -92,70 +92,86 @@ def cmd_generate(recipe: RunRecipe) -> int:
     """Run the recipe's scaffold over its problems; append the attempts."""
     problems = recipe.problems.load()
     store, llms = open_run(recipe)
-    models = models_for(llms)
-    outcome = run_stage(
-        "generate",
-        store,
-        llms,
-        {
-            "generate": lambda progress: generate(
-                problems,
-                recipe.scaffold,
-                models,
-                store,
-                samples=recipe.samples,
-                token_budget=recipe.token_budget,
-                max_inflight=recipe.max_inflight,
-                progress=progress,
-            )
-        },
-    )
-    console.print(f"attempts: {store.file('attempts.jsonl')}")
-    return report_outcome("generate", outcome, llms)
+    try:
+        models = models_for(llms)
+        outcome = run_stage(
+            "generate",
+            store,
+            llms,
+            {
+                "generate": lambda progress: generate(
+                    problems,
+                    recipe.scaffold,
+                    models,
+                    store,
+                    samples=recipe.samples,
+                    token_budget=recipe.token_budget,
+                    max_inflight=recipe.max_inflight,
+                    progress=progress,
+                )
+            },
+        )
+        console.print(f"attempts: {store.file('attempts.jsonl')}")
+        return report_outcome("generate", outcome, llms)
+    finally:
+        store.close()
 
 
 def cmd_rubrics(recipe: RunRecipe) -> int:
     """Write a rubric for every problem of the recipe into the run's problems.jsonl."""
+    if recipe.models.rubric_writer is None and recipe.models.judge is None:
+        raise BadInput("`qednano rubrics` needs models.rubric_writer (or models.judge) in the recipe")
     problems = recipe.problems.load()
     store, llms = open_run(recipe)
-    writer = llms.get("rubric_writer") or llms.get("judge")
-    if writer is None:
-        raise BadInput("`qednano rubrics` needs models.rubric_writer (or models.judge) in the recipe")
-    outcome = run_stage(
-        "rubrics",
-        store,
-        llms,
-        {
-            "rubrics": lambda progress: write_rubrics(
-                problems, writer, store, tries=recipe.rubric_tries, max_inflight=recipe.max_inflight, progress=progress
-            )
-        },
-    )
-    console.print(f"problems with rubrics: {store.file(RUBRICS_FILE)}")
-    return report_outcome("rubrics", outcome, llms)
+    try:
+        writer = llms.get("rubric_writer") or llms["judge"]
+        outcome = run_stage(
+            "rubrics",
+            store,
+            llms,
+            {
+                "rubrics": lambda progress: write_rubrics(
+                    problems, writer, store, tries=recipe.rubric_tries, max_inflight=recipe.max_inflight, progress=progress
+                )
+            },
+        )
+        console.print(f"problems with rubrics: {store.file(RUBRICS_FILE)}")
+        return report_outcome("rubrics", outcome, llms)
+    finally:
+        store.close()
 
 
 def cmd_grade(recipe: RunRecipe) -> int:
-    """Grade the run's attempts with every judge of the recipe (all at once); with human points, write agreement.md."""
-    if not recipe.judges:
-        raise BadInput("the recipe has no `judges:` to grade with")
-    problems = recipe.problems.load()
-    store, llms = open_run(recipe)
-    if "judge" not in llms:
+    """Grade the run's attempts with every judge of the recipe (all at once); with human points, write agreement.md.
+
+    Everything that can be checked is checked before the run directory pins the recipe, so
+    a corrected recipe is not refused as "a different recipe".
+    """
+    imported = imported_graders(recipe.problems) if recipe.attempts == "human" else []
+    if not recipe.judges and not imported:
+        raise BadInput("the recipe has no `judges:` to grade with (nor graders' points to import)")
+    if recipe.judges and recipe.models.judge is None:
         raise BadInput("`qednano grade` needs models.judge in the recipe")
-    problems, attempts = grade_inputs(problems, recipe.attempts, recipe.problems, store)
+    problems = recipe.problems.load()
+    if recipe.attempts == "human":
+        check_human_attempts(recipe.problems)
+    store, llms = open_run(recipe)
+    try:
+        problems, attempts = grade_inputs(problems, recipe.attempts, recipe.problems, store)
 
-    def job(judge: JudgeConfig) -> Job:
-        return lambda progress: grade(
-            problems, attempts, judge, llms["judge"], store, max_inflight=recipe.max_inflight, progress=progress
-        )
+        def job(judge: JudgeConfig) -> Job:
+            return lambda progress: grade(
+                problems, attempts, judge, llms["judge"], store, max_inflight=recipe.max_inflight, progress=progress
+            )
 
-    outcome = run_stage("grade", store, llms, {f"grade {j.name}": job(j) for j in recipe.judges})
-    console.print(f"grades: {store.file('grades')}")
-    table = write_agreement(attempts, [j.name for j in recipe.judges], store)
-    if table:
-        console.print(f"agreement with human grades ({store.file('agreement.md')}):\n{table}", highlight=False)
-    return report_outcome("grade", outcome, llms)
+        outcome = run_stage("grade", store, llms, {f"grade {j.name}": job(j) for j in recipe.judges})
+        console.print(f"grades: {store.file('grades')}")
+        table = write_agreement(attempts, [j.name for j in recipe.judges] + imported, store)
+        if table:
+            console.print(f"agreement with human grades ({store.file('agreement.md')}):\n{table}", highlight=False)
+        return report_outcome("grade", outcome, llms)
+    finally:
+        store.close()
 
 
 def cmd_eval(recipe: EvalRecipe) -> int:

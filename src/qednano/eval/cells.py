@@ -180,7 +180,7 @@ class OpenCell:
 
     async def grade(self, progress: Progress | None = None) -> Outcome:
         """Grades of every attempt by the benchmark's judge (graded ones are kept)."""
-        attempts = self.store.read("attempts.jsonl", Attempt)
+        attempts = unique(self.store.read("attempts.jsonl", Attempt), str(self.store.file("attempts.jsonl")))
         judge = self.cell.benchmark.judge
         return await grade(
             self.problems,
@@ -247,9 +247,15 @@ def open_cell(cell: Cell, recipe: EvalRecipe, problems: list[Problem], endpoints
     return OpenCell(cell, recipe, store, problems, llms)
 
 
-def pin_eval(recipe: EvalRecipe) -> None:
-    """Pin the eval recipe at the top of its run directory (resuming with another one is refused)."""
-    RunDir(recipe.run_dir).pin(recipe.model_dump(mode="json"))
+def pin_eval(recipe: EvalRecipe) -> RunDir:
+    """Pin the eval recipe at the top of its run directory (resuming with another one is refused).
+
+    The returned store holds the eval's lock: a second `qednano eval` on the same run
+    directory is refused until it is closed.
+    """
+    store = RunDir(recipe.run_dir)
+    store.pin(recipe.model_dump(mode="json"))
+    return store
 
 
 def load_benchmark_problems(recipe: EvalRecipe) -> dict[str, list[Problem]]:
