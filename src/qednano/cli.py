@@ -8,6 +8,7 @@ exits 0 when all work is done, 1 when some work items failed (run again to retry
 from __future__ import annotations
 
 import argparse
+import inspect
 import logging
 import sys
 from collections.abc import Callable
@@ -20,6 +21,7 @@ from rich.logging import RichHandler
 from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
+from qednano import __version__
 from qednano import config as cfg
 from qednano.config import ConfigError
 from qednano.eval.cells import EvalRecipe
@@ -33,7 +35,8 @@ from qednano.llm.client import LLM
 from qednano.prompts import PromptError
 from qednano.store import RunDir
 
-console = Console(stderr=True)
+console = Console(stderr=True, soft_wrap=not sys.stderr.isatty())
+"""Errors, progress and summaries go to stderr; in a pipe or a file lines are never wrapped at 80 columns."""
 EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT, EXIT_INTERRUPTED = 0, 1, 2, 130
 
 
@@ -131,7 +134,12 @@ def cmd_rubrics(recipe: RunRecipe) -> int:
             llms,
             {
                 "rubrics": lambda progress: write_rubrics(
-                    problems, writer, store, tries=recipe.rubric_tries, max_inflight=recipe.max_inflight, progress=progress
+                    problems,
+                    writer,
+                    store,
+                    tries=recipe.rubric_tries,
+                    max_inflight=recipe.max_inflight,
+                    progress=progress,
                 )
             },
         )
@@ -224,33 +232,53 @@ COMMANDS: dict[str, tuple[type[BaseModel], Callable[[Any], int], str]] = {
 }
 
 
+def describe(help_text: str, run: Callable[[Any], int]) -> str:
+    """A subcommand's `--help` description: its one-line help, then its function's docstring."""
+    doc = inspect.cleandoc(run.__doc__ or "").split("\n\n")[0]
+    return f"{help_text[0].upper()}{help_text[1:]}.\n\n{doc}".strip()
+
+
+RECIPE_HELP = "a recipe file, or the name of a shipped one (`qednano recipes` lists them)"
+OVERRIDE_HELP = "dotted key=value overrides of the recipe (e.g. samples=4 models.policy.temperature=0.6)"
+
+
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="qednano", description="Train and evaluate small olympiad provers.")
+    p.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     p.add_argument("-v", "--verbose", action="count", default=0, help="more logging (-vv for debug)")
     sub = p.add_subparsers(dest="command", required=True)
-    for name, (_, _, help_text) in COMMANDS.items():
-        c = sub.add_parser(name, help=help_text)
-        c.add_argument("recipe", help="recipe YAML file")
-        c.add_argument("overrides", nargs="*", help="dotted key=value overrides")
+    form = argparse.RawDescriptionHelpFormatter
+    for name, (_, run, help_text) in COMMANDS.items():
+        c = sub.add_parser(name, help=help_text, description=describe(help_text, run), formatter_class=form)
+        c.add_argument("recipe", help=RECIPE_HELP)
+        c.add_argument("overrides", nargs="*", help=OVERRIDE_HELP)
         c.add_argument("--dry-run", action="store_true", help="print the resolved recipe and exit")
-    demo = sub.add_parser("demo", help="the built-in offline run on a tiny local model")
-    demo.add_argument("recipe", nargs="?", default="demo")
-    demo.add_argument("overrides", nargs="*")
-    report = sub.add_parser("report", help="tables, plot and HTML viewer over run directories")
+    help_text = "the built-in offline run on a tiny local model"
+    demo = sub.add_parser("demo", help=help_text, description=describe(help_text, cmd_demo), formatter_class=form)
+    demo.add_argument("recipe", nargs="?", default="demo", help=RECIPE_HELP + " (default: demo)")
+    demo.add_argument("overrides", nargs="*", help=OVERRIDE_HELP)
+    help_text = "tables, plot and HTML viewer over run directories"
+    report = sub.add_parser("report", help=help_text, description=describe(help_text, cmd_report), formatter_class=form)
     report.add_argument("runs", nargs="+", help="run directories (an eval's, or single runs)")
     report.add_argument("--out", help="output folder (default: the run, or ./report for several)")
-    report.add_argument("--title", default="qednano report")
-    sub.add_parser("recipes", help="list the shipped recipes (models, benchmarks, scaffolds, runs)")
+    report.add_argument("--title", default="qednano report", help="the report's title")
+    help_text = "list the shipped recipes (models, benchmarks, scaffolds, runs)"
+    sub.add_parser("recipes", help=help_text, description=describe(help_text, cmd_recipes), formatter_class=form)
     return p
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
+    handler: logging.Handler = RichHandler(console=console, show_path=False)
+    if not console.is_terminal:  # a pipe or a file: whole lines, never wrapped at 80 columns
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(logging.Formatter("%(levelname)s %(message)s"))
     logging.basicConfig(
         level=[logging.WARNING, logging.INFO, logging.DEBUG][min(args.verbose, 2)],
         format="%(message)s",
-        handlers=[RichHandler(console=console, show_path=False)],
+        handlers=[handler],
     )
+    logging.captureWarnings(True)  # Python warnings through the one rich handler, not printed a second time plain
     for noisy in ("httpx", "httpx2", "openai", "httpcore", "httpcore2"):  # openai >= 2 uses httpx2
         logging.getLogger(noisy).setLevel(max(logging.WARNING, logging.root.level))
     try:

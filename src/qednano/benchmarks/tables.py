@@ -8,9 +8,9 @@ the columns of any CSV, JSONL, JSON or parquet file (or dataset) to Problem fiel
 
 from __future__ import annotations
 
+import math
 from abc import abstractmethod
 from functools import cached_property
-import math
 from typing import Any, Literal
 
 from pydantic import Field
@@ -219,7 +219,11 @@ class Table(HumanGradedTable):
             attempts.append(attempt)
             grades += self.imported(row, attempt, problem.max_points, issues)
         for column in sorted(optional) if rows else []:
-            issues.add(rows[0], column, f"no such column in any row; the columns are: {', '.join(column_names(rows[0].values))}")
+            issues.add(
+                rows[0],
+                column,
+                f"no such column in any row; the columns are: {', '.join(column_names(rows[0].values))}",
+            )
         issues.raise_if_any()
         return (list(by_id.values()) if self.graded else problems), attempts, grades
 
@@ -324,5 +328,3 @@ def select(
         keep = set(ids)
         problems = [p for p in problems if p.id in keep]
     return problems[:limit] if limit is not None else problems
-
-

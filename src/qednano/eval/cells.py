@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import logging
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -34,6 +34,7 @@ from pydantic import Field
 from qednano.benchmarks.sources import ProblemSource
 from qednano.config import ConfigError, Strict
 from qednano.eval.pipeline import Outcome, Progress, generate, grade, log_calls
+from qednano.grading.inputs import unique
 from qednano.grading.judge import JudgeConfig
 from qednano.llm.client import LLM, Models
 from qednano.llm.types import ModelConfig
@@ -206,12 +207,28 @@ class OpenCell:
 
     async def run(self, progress: Callable[[str], Progress]) -> tuple[Outcome, Outcome]:
         """Generate, then grade; `progress(stage)` gives the progress callback of each stage."""
+        failing = True
         try:
             made = await self.generate(progress("generate"))
-            return made, await self.grade(progress("grade"))
+            graded = await self.grade(progress("grade"))
+            failing = False
+            return made, graded
         finally:
-            log_calls(self.store, "eval", self.llms.values())
-            self.store.close()
+            try:
+                record_calls(self.store, "eval", self.llms.values(), failing)
+            finally:
+                self.store.close()
+
+
+def record_calls(store: RunDir, stage: str, llms: Iterable[LLM], failing: bool) -> None:
+    """`log_calls`, except that while another error is on its way out (`failing`) a failure here is only
+    logged: on a full disk the first failure (the call cache, say) is the one to show, not this later one."""
+    try:
+        log_calls(store, stage, llms)
+    except (ConfigError, OSError) as err:
+        if not failing:
+            raise
+        log.warning("call counts not recorded: %s", err)
 
 
 def open_cell(cell: Cell, recipe: EvalRecipe, problems: list[Problem], endpoints: dict[str, LLM]) -> OpenCell:

@@ -13,8 +13,17 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from qednano.eval.cells import Cell, EvalRecipe, OpenCell, load_benchmark_problems, open_cell, pin_eval, plan
-from qednano.eval.pipeline import Outcome, Progress, log_calls
+from qednano.eval.cells import (
+    Cell,
+    EvalRecipe,
+    OpenCell,
+    load_benchmark_problems,
+    open_cell,
+    pin_eval,
+    plan,
+    record_calls,
+)
+from qednano.eval.pipeline import Outcome, Progress
 from qednano.grading.inputs import ATTEMPTS_FILE
 from qednano.llm.client import LLM
 from qednano.records import Problem
@@ -53,12 +62,17 @@ def run_jobs(
     """Run `jobs` at once in one event loop; then log call counts to the run and close the models."""
 
     async def main() -> list[Outcome]:
+        failing = True
         try:
-            return await asyncio.gather(*(job(track(label)) for label, job in jobs.items()))
+            done = await asyncio.gather(*(job(track(label)) for label, job in jobs.items()))
+            failing = False
+            return done
         finally:
-            log_calls(store, stage, llms.values())
-            for llm in {id(m): m for m in llms.values()}.values():
-                await llm.aclose()
+            try:
+                record_calls(store, stage, llms.values(), failing)
+            finally:
+                for llm in {id(m): m for m in llms.values()}.values():
+                    await llm.aclose()
 
     return merged(dict(zip(jobs, asyncio.run(main()), strict=True)))
 

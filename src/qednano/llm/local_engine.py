@@ -132,7 +132,12 @@ class LocalEngine:
             sampling.update(temperature=temperature, top_p=first.get("top_p") or 1.0, top_k=0)
         with torch.inference_mode():
             out = model.generate(  # type: ignore[operator]  # stubs type generate as a Tensor
-                **enc, max_new_tokens=max_new, pad_token_id=tok.pad_token_id, **sampling
+                # input ids and mask only: some tokenizers add `token_type_ids`, which generate() refuses
+                input_ids=enc["input_ids"],
+                attention_mask=enc["attention_mask"],
+                max_new_tokens=max_new,
+                pad_token_id=tok.pad_token_id,
+                **sampling,
             )
         self.batches.append(len(requests))
         new = out[:, enc["input_ids"].shape[1] :]
