@@ -104,9 +104,10 @@ class RunDir:
                 f"{self.path}: another qednano process (pid {holder}) is writing this run directory; "
                 "wait for it to finish, or use another run_dir"
             ) from None
-        fh.truncate(0)
-        fh.write(f"{os.getpid()}\n".encode())
-        fh.flush()
+        with contextlib.suppress(OSError):  # on a full disk the lock still holds; only the pid goes unsaid
+            fh.truncate(0)
+            fh.write(f"{os.getpid()}\n".encode())
+            fh.flush()
         self._lock = fh
 
     def file(self, name: str) -> Path:
