@@ -7,6 +7,8 @@ server and real files.
 
 from __future__ import annotations
 
+import argparse
+import asyncio
 import errno
 import json
 import os
@@ -381,3 +383,106 @@ def test_an_offline_run_on_a_hub_benchmark_fails_at_once_with_the_local_file_hin
     assert done.returncode == 2, done.stderr
     assert "problems.path=" in done.stderr and "lm-provers/IMOProofBench" in done.stderr
     assert time.monotonic() - start < 20  # at once: no half a minute of hub retries
+
+
+# ------------------------------------------------------------------------------- item 12: CLI
+
+
+def test_every_subcommand_help_has_a_description_and_there_is_a_version(capsys: pytest.CaptureFixture[str]) -> None:
+    parser = cli.parser()
+    subcommands = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    for name, sub in subcommands.choices.items():
+        assert sub.description and len(sub.description) > 20, name
+        assert sub.description.split("\n")[0] in sub.format_help(), name
+    with pytest.raises(SystemExit) as done:
+        cli.main(["--version"])
+    assert done.value.code == 0 and capsys.readouterr().out.strip() == f"qednano {qednano.__version__}"
+
+
+def test_in_a_pipe_errors_are_whole_lines_and_warnings_print_once(tmp_path: Path) -> None:
+    problems = tmp_path / "problems.jsonl"
+    problems.write_text(Problem(id="p0", statement="Prove it.").model_dump_json() + "\n")
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "attempts.jsonl").write_text('{"id": "torn')  # a crashed writer's torn last line: one warning
+    recipe = tmp_path / "a-recipe-with-a-rather-long-name-so-that-its-error-line-is-wider-than-eighty-columns.yaml"
+    model = {"model": "m", "base_urls": ["http://127.0.0.1:9/v1"], "max_retries": 0}
+    recipe.write_text(
+        yaml.safe_dump({"run_dir": str(run), "problems": {"path": str(problems)}, "models": {"policy": model}})
+    )
+    env = {**os.environ, "PYTHONPATH": str(SRC), "COLUMNS": "80"}
+
+    def qednano_run(*args: str) -> str:
+        done = subprocess.run(
+            [sys.executable, "-m", "qednano", *args], env=env, capture_output=True, text=True, timeout=120
+        )
+        return done.stderr
+
+    err = qednano_run("generate", str(recipe), "samplez=2")
+    (line,) = [x for x in err.splitlines() if "samplez" in x]
+    assert line == "error: override 'samplez=2': samplez: unknown key; did you mean 'samples'?"
+    err = qednano_run("generate", str(recipe))
+    assert err.count("ignoring torn last line") == 1, err
+    assert any(len(x) > 80 and "cannot reach http://127.0.0.1:9/v1" in x for x in err.splitlines()), err
+
+
+# ------------------------------------------------------------------------------ item 14: demo
+
+
+def test_the_demo_is_seeded_every_problem_has_a_rubric_and_the_docs_state_measured_times() -> None:
+    demo = cfg.load("demo", [], EvalRecipe)
+    assert all(m.seed is not None for m in demo.models.values())
+    assert demo.benchmarks["demo"].models.judge.seed is not None
+    problems = demo.benchmarks["demo"].problems.load()
+    assert problems and all(p.rubric and p.solution for p in problems)
+    repo = Path(__file__).resolve().parents[1]
+    for doc in (repo / "README.md", repo / "Makefile", cfg.PACKAGE_RECIPES / "demo.yaml"):
+        assert "about a minute" not in doc.read_text(), doc  # the old claim, half the measured time
+
+
+async def test_the_seeded_tiny_model_gives_the_same_tokens_whatever_the_batching(tiny_model_dir: Path) -> None:
+    def question(i: int) -> list[dict[str, str]]:
+        return [{"role": "user", "content": f"Prove that {i} + {i} is even."}]
+
+    asks = [question(i % 3) for i in range(6)]  # identical requests too (an RSA population), which must differ
+
+    async def run(together: bool) -> list[tuple[str, int]]:
+        config = ModelConfig(
+            engine="transformers", model=str(tiny_model_dir), device="cpu", max_tokens=12, temperature=1.0, seed=0
+        )
+        llm = LLM(config)  # a fresh model and engine: a fresh run
+        if together:
+            replies = await asyncio.gather(*(llm.complete(m) for m in asks))
+        else:
+            replies = [await llm.complete(m) for m in asks]
+        await llm.aclose()
+        return [(r.text, r.output_tokens) for r in replies]
+
+    first, second = await run(True), await run(False)
+    assert first == second
+    assert first[0] != first[3]  # the same question asked twice is sampled twice
+
+
+# ------------------------------------------------------------------------- item 17: dependencies
+
+
+def test_dependency_floors_are_the_tested_versions_and_every_optional_skip_names_a_reason() -> None:
+    import tomllib
+    from importlib.metadata import version
+
+    from conftest import LOCAL_EXTRA
+    from packaging.requirements import Requirement
+    from packaging.version import Version
+
+    repo = Path(__file__).resolve().parents[1]
+    project = tomllib.loads((repo / "pyproject.toml").read_text())["project"]
+    local = [Requirement(r) for r in project["optional-dependencies"]["local"]]
+    assert sorted(r.name for r in local) == sorted(LOCAL_EXTRA)  # the tiny-model fixture skips without any of them
+    floors = {r.name: r for r in local}
+    assert Version("4.57") not in floors["transformers"].specifier  # passed token_type_ids to generate() and failed
+    for spec in [*project["dependencies"], *project["optional-dependencies"]["local"]]:
+        req = Requirement(spec)
+        assert req.specifier.contains(version(req.name), prereleases=True), spec  # what is tested meets the floor
+    for test in sorted((repo / "tests").glob("*.py")):
+        for call in re.findall(r"importorskip\((.*?)\)\s*\n", test.read_text(), re.S):
+            assert "reason=" in call, f"{test.name}: importorskip({call}) names no reason"
