@@ -486,3 +486,25 @@ def test_dependency_floors_are_the_tested_versions_and_every_optional_skip_names
     for test in sorted((repo / "tests").glob("*.py")):
         for call in re.findall(r"importorskip\((.*?)\)\s*\n", test.read_text(), re.S):
             assert "reason=" in call, f"{test.name}: importorskip({call}) names no reason"
+
+
+def test_imported_graders_alone_need_no_judge_and_the_readme_recipe_validates(tmp_path: Path) -> None:
+    data = tmp_path / "graded.jsonl"
+    data.write_text("".join(json.dumps(r) + "\n" for r in nested_rows()))
+    recipe = nested_recipe(tmp_path, data, "http://127.0.0.1:9/v1")
+    body = yaml.safe_load(recipe.read_text())
+    recipe.write_text(yaml.safe_dump({**body, "models": {}, "judges": []}))
+    assert cli.main(["grade", str(recipe)]) == 0  # nothing to call: only the self-rating against the humans
+    assert "| self-rating | imported | 6 |" in (tmp_path / "run" / "agreement.md").read_text()
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    block = readme[readme.index("Graded proofs from any project") :]
+    example = block[block.index("```yaml") + 7 : block.index("```\n", block.index("```yaml") + 7)]
+    loaded = cfg.load(write(tmp_path / "readme.yaml", example), [], cli.RunRecipe)
+    assert loaded.attempts == "human" and loaded.problems.columns.graders == {
+        "self-rating": "model_prediction.self_rating"
+    }
+
+
+def write(path: Path, text: str) -> Path:
+    path.write_text(text)
+    return path
