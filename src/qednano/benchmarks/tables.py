@@ -3,7 +3,10 @@
 `TableSource` says where rows come from (a local `path`, else a `hub` dataset; `rows.py`
 reads them) and `Selection` which problems to keep (subsets, categories, ids, limit). The
 benchmark loaders (`sources.py`, `proofbench.py`) build on both; `Table` maps
-the columns of any CSV, JSONL, JSON or parquet file (or dataset) to Problem fields.
+the columns of any CSV, JSONL, JSON or parquet file (or dataset) to Problem fields, nested
+ones by dotted path (`model_prediction.proof`). With a proof and a human-points column a
+table is a human-graded set for meta-evaluation, like `HumanGradedTable`s
+(`gradingbench.py`), and other graders' points columns become their Grades.
 """
 
 from __future__ import annotations

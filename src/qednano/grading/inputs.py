@@ -9,7 +9,9 @@ inputs here so that `grade` and the later `eval` command agree:
   meta-evaluation (`attempts: human`), the human-graded attempts the source provides
   (ProofBench expert ratings, IMO-GradingBench, MathArena human grades, a `graded` file),
   imported once into `attempts.jsonl` so that the report and the viewer see them like any
-  other attempts;
+  other attempts; a table's other graders' points (`columns.graders`) are imported once
+  into `grades/<grader>.jsonl`, beside the judges' grades;
+- an attempt id written twice (two writers once shared the run) counts once, with a warning;
 - after grading, attempts with human points give `agreement.md` (`agreement.py`).
 """
 
