@@ -484,7 +484,7 @@ def test_dependency_floors_are_the_tested_versions_and_every_optional_skip_names
         req = Requirement(spec)
         assert req.specifier.contains(version(req.name), prereleases=True), spec  # what is tested meets the floor
     for test in sorted((repo / "tests").glob("*.py")):
-        for call in re.findall(r"importorskip\((.*?)\)\s*\n", test.read_text(), re.S):
+        for call in re.findall(r"pytest\.importorskip\(\s*([\"'].*?)\)\s*\n", test.read_text(), re.S):
             assert "reason=" in call, f"{test.name}: importorskip({call}) names no reason"
 
 
