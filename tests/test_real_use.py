@@ -508,3 +508,14 @@ def test_imported_graders_alone_need_no_judge_and_the_readme_recipe_validates(tm
 def write(path: Path, text: str) -> Path:
     path.write_text(text)
     return path
+
+
+def test_the_run_lock_is_released_by_close(tmp_path: Path) -> None:
+    first, second = RunDir(tmp_path / "run"), RunDir(tmp_path / "run")
+    first.pin({"samples": 1})
+    with pytest.raises(ConfigError, match="holds the run directory's lock"):
+        second.pin({"samples": 1})
+    first.close()
+    second.pin({"samples": 1})  # the same recipe resumes once the first writer is gone
+    assert (tmp_path / "run" / ".lock").read_text().strip() == str(os.getpid())
+    second.close()

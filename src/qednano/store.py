@@ -100,6 +100,10 @@ class RunDir:
             fh.seek(0)
             holder = fh.read().decode(errors="replace").strip() or "?"
             fh.close()
+            if holder == str(os.getpid()):
+                raise ConfigError(
+                    f"{self.path}: another RunDir of this process holds the run directory's lock; close() it first"
+                ) from None
             raise ConfigError(
                 f"{self.path}: another qednano process (pid {holder}) is writing this run directory; "
                 "wait for it to finish, or use another run_dir"
