@@ -5,12 +5,15 @@ them (up to `max_batch`, grouped by sampling parameters) and decodes them togeth
 padded, in a worker thread so the event loop stays free. Weights load only as safetensors,
 and remote code runs only when the model recipe sets `trust_remote_code`. A request with a
 `seed` (the model recipe's) is decoded alone from a seed of its own (`call_seed`), so a
-fresh run gives the same tokens whatever the timing.
+fresh run gives the same tokens whatever the timing (seeded calls of all engines of the process
+take turns on torch's one generator, `SEEDED`; an unseeded engine decoding meanwhile would draw
+from it too).
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import json
 import logging
@@ -26,6 +29,8 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 DEFAULT_MAX_NEW_TOKENS = 512
+SEEDED = threading.Lock()
+"""Held from seeding torch's generator to the end of that call's decoding."""
 
 
 @dataclass
@@ -147,9 +152,10 @@ class LocalEngine:
         sampling: dict[str, Any] = {"do_sample": bool(temperature)}
         if temperature:
             sampling.update(temperature=temperature, top_p=first.get("top_p") or 1.0, top_k=0)
-        if len(requests) == 1 and first.get("seed") is not None:
-            torch.manual_seed(self.call_seed(first))
-        with torch.inference_mode():
+        seeded = len(requests) == 1 and first.get("seed") is not None
+        with SEEDED if seeded else contextlib.nullcontext(), torch.inference_mode():
+            if seeded:
+                torch.manual_seed(self.call_seed(first))
             out = model.generate(  # type: ignore[operator]  # stubs type generate as a Tensor
                 # input ids and mask only: some tokenizers add `token_type_ids`, which generate() refuses
                 input_ids=enc["input_ids"],
