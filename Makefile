@@ -15,7 +15,7 @@ $(VENV)/.installed: pyproject.toml
 
 install: $(VENV)/.installed
 
-# The built-in offline run: a tiny local model, the demo problems, every stage (30 s on 2 CPU cores).
+# The built-in offline run: a tiny local model, the demo problems, every stage (about 35 s on 2 CPU cores).
 demo: install
 	$(VENV)/bin/qednano demo
 
