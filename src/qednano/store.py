@@ -41,6 +41,9 @@ STATS_FILE = "call_stats.jsonl"
 
 T = TypeVar("T", bound=BaseModel)
 
+TORN_WARNED: set[tuple[str, int]] = set()
+"""(file, line) of the torn last lines already warned about in this process."""
+
 
 def read_jsonl(path: Path, record: type[T], *, tolerate_torn_tail: bool = True) -> list[T]:
     """Every record in a JSONL file; a torn (unterminated, unparseable) last line is skipped."""
@@ -60,7 +63,9 @@ def read_jsonl(path: Path, record: type[T], *, tolerate_torn_tail: bool = True) 
             out.append(record.model_validate_json(raw))
         except ValidationError as err:
             if last and tolerate_torn_tail:
-                log.warning("%s:%d: ignoring torn last line", path, number)
+                if (str(path), number) not in TORN_WARNED:  # once, though several stages read the file
+                    TORN_WARNED.add((str(path), number))
+                    log.warning("%s:%d: ignoring torn last line", path, number)
                 continue
             raise ConfigError(jsonl_error(path, number, err)) from None
     return out
