@@ -15,7 +15,7 @@ $(VENV)/.installed: pyproject.toml
 
 install: $(VENV)/.installed
 
-# The built-in offline run: a tiny local model, the demo problems, every stage.
+# The built-in offline run: a tiny local model, the demo problems, every stage (about 35 s on 2 CPU cores).
 demo: install
 	$(VENV)/bin/qednano demo
 
@@ -25,7 +25,7 @@ test-deps:
 		&& (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null) \
 		|| echo "chromium not installed: the viewer test will be skipped"; }
 
-# Lint and type check, then the offline test suite (about a minute on 2 cores).
+# Lint and type check, then the offline test suite (a few minutes on 2 cores).
 test: install test-deps lint
 	$(VENV)/bin/pytest -q
 

@@ -43,14 +43,18 @@ def csv_rows(path: Path) -> list[dict[str, str]]:
 
 def save_hub_copy(rows: list[dict], folder: Path, split: str = "train") -> Path:
     """A local copy of a hub dataset, as `datasets.DatasetDict.save_to_disk` writes it."""
-    datasets = pytest.importorskip("datasets")
+    datasets = pytest.importorskip(
+        "datasets", reason='local hub copies are read with datasets (pip install -e ".[eval]")'
+    )
     datasets.DatasetDict({split: datasets.Dataset.from_list(rows)}).save_to_disk(str(folder))
     return folder
 
 
 def save_data_files(rows: list[dict], folder: Path, split: str = "train") -> Path:
     """A folder of data files in the hub's layout (`data/<split>-00000-of-00001.parquet`)."""
-    datasets = pytest.importorskip("datasets")
+    datasets = pytest.importorskip(
+        "datasets", reason='local hub copies are read with datasets (pip install -e ".[eval]")'
+    )
     (folder / "data").mkdir(parents=True)
     datasets.Dataset.from_list(rows).to_parquet(str(folder / "data" / f"{split}-00000-of-00001.parquet"))
     return folder
@@ -254,7 +258,7 @@ def test_table_with_column_mapping_from_csv_jsonl_and_parquet(tmp_path: Path) ->
         writer = csv.DictWriter(fh, fieldnames=list(rows[0]))
         writer.writeheader()
         writer.writerows(rows)
-    pytest.importorskip("pyarrow")
+    pytest.importorskip("pyarrow", reason="parquet files are read with pyarrow (a dependency of datasets)")
     import pyarrow as pa
     import pyarrow.parquet as pq
 

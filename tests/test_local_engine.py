@@ -11,7 +11,8 @@ from qednano.llm.client import LLM
 from qednano.llm.local_engine import LocalEngine
 from qednano.llm.types import ModelConfig
 
-pytest.importorskip("transformers")
+for _module in ("torch", "transformers", "tokenizers", "safetensors"):
+    pytest.importorskip(_module, reason=f'the transformers engine needs {_module}: pip install -e ".[local]"')
 
 
 def local_llm(model_dir: Path, **config: object) -> LLM:

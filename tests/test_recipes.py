@@ -64,8 +64,8 @@ def test_recipes_command_lists_every_shipped_folder(elsewhere: Path, capsys: pyt
 
 
 def test_demo_runs_outside_the_checkout(elsewhere: Path) -> None:
-    pytest.importorskip("torch")
-    pytest.importorskip("transformers")
+    for module in ("torch", "transformers", "tokenizers", "safetensors"):
+        pytest.importorskip(module, reason=f'the demo\'s tiny model needs {module}: pip install -e ".[local]"')
     assert cli.main(["demo", "demo", "samples=1", "benchmarks.demo.problems.limit=1"]) == 0
     report = json.loads((elsewhere / "runs" / "demo" / "report.json").read_text())
     assert {s["scaffold"] for s in report["summaries"]} == {"direct", "reasoning_cache", "rsa"}

@@ -8,6 +8,7 @@ exits 0 when all work is done, 1 when some work items failed (run again to retry
 from __future__ import annotations
 
 import argparse
+import inspect
 import logging
 import sys
 from collections.abc import Callable
@@ -20,6 +21,7 @@ from rich.logging import RichHandler
 from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
+from qednano import __version__
 from qednano import config as cfg
 from qednano.config import ConfigError
 from qednano.data.curate import CurateRecipe, curate
@@ -28,7 +30,7 @@ from qednano.eval.cells import EvalRecipe
 from qednano.eval.pipeline import Outcome, generate, grade, write_rubrics
 from qednano.eval.run import Job, Track, run_eval, run_jobs
 from qednano.eval.runs import RunRecipe, models_for, open_run
-from qednano.grading.inputs import grade_inputs, write_agreement
+from qednano.grading.inputs import check_human_attempts, grade_inputs, imported_graders, write_agreement
 from qednano.grading.judge import JudgeConfig
 from qednano.grading.rubrics import RUBRICS_FILE
 from qednano.llm.client import LLM
@@ -36,7 +38,8 @@ from qednano.prompts import PromptError
 from qednano.store import RunDir
 from qednano.train.recipes import GRPORecipe, RCRecipe, SFTRecipe
 
-console = Console(stderr=True)
+console = Console(stderr=True, soft_wrap=not sys.stderr.isatty())
+"""Errors, progress and summaries go to stderr; in a pipe or a file lines are never wrapped at 80 columns."""
 EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT, EXIT_INTERRUPTED = 0, 1, 2, 130
 
 
@@ -95,71 +98,92 @@ def cmd_generate(recipe: RunRecipe) -> int:
     """Run the recipe's scaffold over its problems; append the attempts."""
     problems = recipe.problems.load()
     store, llms = open_run(recipe)
-    models = models_for(llms)
-    outcome = run_stage(
-        "generate",
-        store,
-        llms,
-        {
-            "generate": lambda progress: generate(
-                problems,
-                recipe.scaffold,
-                models,
-                store,
-                samples=recipe.samples,
-                token_budget=recipe.token_budget,
-                budget_counts=recipe.budget_counts,
-                max_inflight=recipe.max_inflight,
-                progress=progress,
-            )
-        },
-    )
-    console.print(f"attempts: {store.file('attempts.jsonl')}")
-    return report_outcome("generate", outcome, llms)
+    try:
+        models = models_for(llms)
+        outcome = run_stage(
+            "generate",
+            store,
+            llms,
+            {
+                "generate": lambda progress: generate(
+                    problems,
+                    recipe.scaffold,
+                    models,
+                    store,
+                    samples=recipe.samples,
+                    token_budget=recipe.token_budget,
+                    budget_counts=recipe.budget_counts,
+                    max_inflight=recipe.max_inflight,
+                    progress=progress,
+                )
+            },
+        )
+        console.print(f"attempts: {store.file('attempts.jsonl')}")
+        return report_outcome("generate", outcome, llms)
+    finally:
+        store.close()
 
 
 def cmd_rubrics(recipe: RunRecipe) -> int:
     """Write a rubric for every problem of the recipe into the run's problems.jsonl."""
+    if recipe.models.rubric_writer is None and recipe.models.judge is None:
+        raise BadInput("`qednano rubrics` needs models.rubric_writer (or models.judge) in the recipe")
     problems = recipe.problems.load()
     store, llms = open_run(recipe)
-    writer = llms.get("rubric_writer") or llms.get("judge")
-    if writer is None:
-        raise BadInput("`qednano rubrics` needs models.rubric_writer (or models.judge) in the recipe")
-    outcome = run_stage(
-        "rubrics",
-        store,
-        llms,
-        {
-            "rubrics": lambda progress: write_rubrics(
-                problems, writer, store, tries=recipe.rubric_tries, max_inflight=recipe.max_inflight, progress=progress
-            )
-        },
-    )
-    console.print(f"problems with rubrics: {store.file(RUBRICS_FILE)}")
-    return report_outcome("rubrics", outcome, llms)
+    try:
+        writer = llms.get("rubric_writer") or llms["judge"]
+        outcome = run_stage(
+            "rubrics",
+            store,
+            llms,
+            {
+                "rubrics": lambda progress: write_rubrics(
+                    problems,
+                    writer,
+                    store,
+                    tries=recipe.rubric_tries,
+                    max_inflight=recipe.max_inflight,
+                    progress=progress,
+                )
+            },
+        )
+        console.print(f"problems with rubrics: {store.file(RUBRICS_FILE)}")
+        return report_outcome("rubrics", outcome, llms)
+    finally:
+        store.close()
 
 
 def cmd_grade(recipe: RunRecipe) -> int:
-    """Grade the run's attempts with every judge of the recipe (all at once); with human points, write agreement.md."""
-    if not recipe.judges:
-        raise BadInput("the recipe has no `judges:` to grade with")
-    problems = recipe.problems.load()
-    store, llms = open_run(recipe)
-    if "judge" not in llms:
+    """Grade the run's attempts with every judge of the recipe (all at once); with human points, write agreement.md.
+
+    Everything that can be checked is checked before the run directory pins the recipe, so
+    a corrected recipe is not refused as "a different recipe".
+    """
+    imported = imported_graders(recipe.problems) if recipe.attempts == "human" else []
+    if not recipe.judges and not imported:
+        raise BadInput("the recipe has no `judges:` to grade with (nor graders' points to import)")
+    if recipe.judges and recipe.models.judge is None:
         raise BadInput("`qednano grade` needs models.judge in the recipe")
-    problems, attempts = grade_inputs(problems, recipe.attempts, recipe.problems, store)
+    problems = recipe.problems.load()
+    if recipe.attempts == "human":
+        check_human_attempts(recipe.problems)
+    store, llms = open_run(recipe)
+    try:
+        problems, attempts = grade_inputs(problems, recipe.attempts, recipe.problems, store)
 
-    def job(judge: JudgeConfig) -> Job:
-        return lambda progress: grade(
-            problems, attempts, judge, llms["judge"], store, max_inflight=recipe.max_inflight, progress=progress
-        )
+        def job(judge: JudgeConfig) -> Job:
+            return lambda progress: grade(
+                problems, attempts, judge, llms["judge"], store, max_inflight=recipe.max_inflight, progress=progress
+            )
 
-    outcome = run_stage("grade", store, llms, {f"grade {j.name}": job(j) for j in recipe.judges})
-    console.print(f"grades: {store.file('grades')}")
-    table = write_agreement(attempts, [j.name for j in recipe.judges], store)
-    if table:
-        console.print(f"agreement with human grades ({store.file('agreement.md')}):\n{table}", highlight=False)
-    return report_outcome("grade", outcome, llms)
+        outcome = run_stage("grade", store, llms, {f"grade {j.name}": job(j) for j in recipe.judges})
+        console.print(f"grades: {store.file('grades')}")
+        table = write_agreement(attempts, [j.name for j in recipe.judges] + imported, store)
+        if table:
+            console.print(f"agreement with human grades ({store.file('agreement.md')}):\n{table}", highlight=False)
+        return report_outcome("grade", outcome, llms)
+    finally:
+        store.close()
 
 
 def cmd_eval(recipe: EvalRecipe) -> int:
@@ -275,33 +299,53 @@ COMMANDS: dict[str, tuple[type[BaseModel], Callable[[Any], int], str]] = {
 }
 
 
+def describe(help_text: str, run: Callable[[Any], int]) -> str:
+    """A subcommand's `--help` description: its one-line help, then its function's docstring."""
+    doc = inspect.cleandoc(run.__doc__ or "").split("\n\n")[0]
+    return f"{help_text[0].upper()}{help_text[1:]}.\n\n{doc}".strip()
+
+
+RECIPE_HELP = "a recipe file, or the name of a shipped one (`qednano recipes` lists them)"
+OVERRIDE_HELP = "dotted key=value overrides of the recipe (e.g. samples=4 models.policy.temperature=0.6)"
+
+
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="qednano", description="Train and evaluate small olympiad provers.")
+    p.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     p.add_argument("-v", "--verbose", action="count", default=0, help="more logging (-vv for debug)")
     sub = p.add_subparsers(dest="command", required=True)
-    for name, (_, _, help_text) in COMMANDS.items():
-        c = sub.add_parser(name, help=help_text)
-        c.add_argument("recipe", help="recipe YAML file")
-        c.add_argument("overrides", nargs="*", help="dotted key=value overrides")
+    form = argparse.RawDescriptionHelpFormatter
+    for name, (_, run, help_text) in COMMANDS.items():
+        c = sub.add_parser(name, help=help_text, description=describe(help_text, run), formatter_class=form)
+        c.add_argument("recipe", help=RECIPE_HELP)
+        c.add_argument("overrides", nargs="*", help=OVERRIDE_HELP)
         c.add_argument("--dry-run", action="store_true", help="print the resolved recipe and exit")
-    demo = sub.add_parser("demo", help="the built-in offline run on a tiny local model")
-    demo.add_argument("recipe", nargs="?", default="demo")
-    demo.add_argument("overrides", nargs="*")
-    report = sub.add_parser("report", help="tables, plot and HTML viewer over run directories")
+    help_text = "the built-in offline run on a tiny local model"
+    demo = sub.add_parser("demo", help=help_text, description=describe(help_text, cmd_demo), formatter_class=form)
+    demo.add_argument("recipe", nargs="?", default="demo", help=RECIPE_HELP + " (default: demo)")
+    demo.add_argument("overrides", nargs="*", help=OVERRIDE_HELP)
+    help_text = "tables, plot and HTML viewer over run directories"
+    report = sub.add_parser("report", help=help_text, description=describe(help_text, cmd_report), formatter_class=form)
     report.add_argument("runs", nargs="+", help="run directories (an eval's, or single runs)")
     report.add_argument("--out", help="output folder (default: the run, or ./report for several)")
-    report.add_argument("--title", default="qednano report")
-    sub.add_parser("recipes", help="list the shipped recipes (models, benchmarks, scaffolds, runs)")
+    report.add_argument("--title", default="qednano report", help="the report's title")
+    help_text = "list the shipped recipes (models, benchmarks, scaffolds, runs)"
+    sub.add_parser("recipes", help=help_text, description=describe(help_text, cmd_recipes), formatter_class=form)
     return p
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
+    handler: logging.Handler = RichHandler(console=console, show_path=False)
+    if not console.is_terminal:  # a pipe or a file: whole lines, never wrapped at 80 columns
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(logging.Formatter("%(levelname)s %(message)s"))
     logging.basicConfig(
         level=[logging.WARNING, logging.INFO, logging.DEBUG][min(args.verbose, 2)],
         format="%(message)s",
-        handlers=[RichHandler(console=console, show_path=False)],
+        handlers=[handler],
     )
+    logging.captureWarnings(True)  # Python warnings through the one rich handler, not printed a second time plain
     for noisy in ("httpx", "httpx2", "openai", "httpcore", "httpcore2"):  # openai >= 2 uses httpx2
         logging.getLogger(noisy).setLevel(max(logging.WARNING, logging.root.level))
     try:

@@ -14,6 +14,9 @@ in, then `./recipes`, then the package's.
 
 from __future__ import annotations
 
+import difflib
+import types
+import typing
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -164,26 +167,95 @@ Sources = dict[tuple[str, str], tuple[Path, yaml.Node | None]]
 """(`models`, role) -> the model file that role was read from, and its node tree."""
 
 
-def describe(err: ValidationError, where: str, node: yaml.Node | None = None, sources: Sources | None = None) -> str:
-    """One line per validation error: `file:line: key: message`.
+def describe(
+    err: ValidationError,
+    where: str,
+    node: yaml.Node | None = None,
+    sources: Sources | None = None,
+    *,
+    data: dict[str, Any] | None = None,
+    overrides: list[str] | None = None,
+    schema: Any = None,
+) -> str:
+    """One line per validation error: `file:line: key: message`, or `override 'k=v': key: message`.
 
     An error inside a model read from `recipes/models/<name>.yaml` names that file when
-    the key is written there (not when an override set it).
+    the key is written there (not when an override set it). An error at a key a command-line
+    override set blames the override, quoted, never a line of the recipe. An unknown key
+    gets the nearest valid key of its mapping as a suggestion.
     """
     lines = []
+    set_by = [(parse_override(o)[0], o) for o in overrides or []]
     for e in err.errors():
         loc = tuple(e["loc"])
         (line, key), file = locate(node, loc), where
+        if data is not None:
+            key = ".".join(plain_loc(data, loc))
         source = (sources or {}).get((str(loc[0]), str(loc[1]))) if len(loc) > 2 else None
         if source is not None:
             model_line, model_key = locate(source[1], loc[2:])
             if model_line is not None:
                 line, key, file = model_line, f"{loc[0]}.{loc[1]}.{model_key}", str(source[0])
         key = key or "(top level)"
-        prefix = f"{file}:{line}" if line else file
         msg = "unknown key" if e["type"] == "extra_forbidden" else e["msg"]
+        if e["type"] == "extra_forbidden" and schema is not None:
+            near = difflib.get_close_matches(str(loc[-1]), sorted(keys_at(schema, loc[:-1])), n=1, cutoff=0.6)
+            msg += f"; did you mean {near[0]!r}?" if near else ""
+        parts = key.split(".")
+        blamed = next((o for path, o in reversed(set_by) if parts[: len(path)] == path), None)
+        if blamed is not None:
+            lines.append(f"override {blamed!r}: {key}: {msg}")
+            continue
+        prefix = f"{file}:{line}" if line else file
         lines.append(f"{prefix}: {key}: {msg}")
     return "\n".join(lines)
+
+
+def plain_loc(data: Any, loc: tuple[int | str, ...]) -> list[str]:
+    """A validation error's location without the union labels pydantic adds (`tagged-union[...]`, a tag
+    such as `imo-proofbench` or `file`): a part that is not a key of the data where a later part is."""
+    shown, node = [], data
+    for i, part in enumerate(loc):
+        if isinstance(node, dict):
+            if part not in node and any(later in node for later in loc[i + 1 :]):
+                continue
+            node = node.get(part)
+        elif isinstance(node, list) and isinstance(part, int) and part < len(node):
+            node = node[part]
+        else:
+            node = None
+        shown.append(str(part))
+    return shown
+
+
+def members(tp: Any) -> list[Any]:
+    """The types a field annotation may hold: Annotated and unions unwrapped."""
+    origin = typing.get_origin(tp)
+    if origin is typing.Annotated:
+        return members(typing.get_args(tp)[0])
+    if origin in (typing.Union, types.UnionType):
+        return [m for arg in typing.get_args(tp) for m in members(arg)]
+    return [tp]
+
+
+def keys_at(schema: Any, loc: tuple[int | str, ...]) -> set[str]:
+    """The field names of the mapping at `loc` of `schema` (pydantic models, dicts, lists, unions, tags)."""
+    current = members(schema)
+    for part in loc:
+        following: list[Any] = []
+        for tp in current:
+            origin, args = typing.get_origin(tp), typing.get_args(tp)
+            if isinstance(tp, type) and issubclass(tp, BaseModel):
+                if part in tp.model_fields:
+                    following += members(tp.model_fields[part].annotation)
+                elif any(f.default == part for f in tp.model_fields.values()):
+                    following.append(tp)  # a union tag in the location: the same model
+            elif origin is dict and len(args) == 2:
+                following += members(args[1])
+            elif origin is list and args and isinstance(part, int):
+                following += members(args[0])
+        current = following
+    return {name for tp in current if isinstance(tp, type) and issubclass(tp, BaseModel) for name in tp.model_fields}
 
 
 def find_part(roots: list[Path], folder: str, name: str, what: str) -> Path:
@@ -267,7 +339,9 @@ def load(recipe: str | Path, overrides: list[str] | None, schema: type[T]) -> T:
     try:
         return schema.model_validate(data)
     except ValidationError as err:
-        raise ConfigError(describe(err, str(path), node, sources)) from None
+        raise ConfigError(
+            describe(err, str(path), node, sources, data=data, overrides=overrides, schema=schema)
+        ) from None
 
 
 def dump(config: BaseModel) -> str:

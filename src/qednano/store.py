@@ -7,6 +7,7 @@ runs/<name>/
   attempts.jsonl        one Attempt per (problem, sample)
   grades/<judge>.jsonl  one Grade per attempt and judge
   call_stats.jsonl      per pass and model: calls sent, replayed, retried, failed, faults (`pipeline.log_calls`)
+  .lock                 flock of the one process writing the run (its pid); `pin()` takes it
 ```
 
 Each record is one whole line, written and flushed with a single `write`. A crash can
@@ -18,6 +19,7 @@ file, the line and the field. Paths given to the store cannot leave the run dire
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import json
 import logging
 import os
@@ -32,10 +34,15 @@ from qednano.llm.cache import CallCache
 
 log = logging.getLogger(__name__)
 
+LOCK_FILE = ".lock"
+"""Held (flock) by the one process writing the run directory; it holds that process's pid."""
 STATS_FILE = "call_stats.jsonl"
 """Per pass and model, the `LLM`'s counters (`CallTally`): the report sums faults, retries and failed calls."""
 
 T = TypeVar("T", bound=BaseModel)
+
+TORN_WARNED: set[tuple[str, int]] = set()
+"""(file, line) of the torn last lines already warned about in this process."""
 
 
 def read_jsonl(path: Path, record: type[T], *, tolerate_torn_tail: bool = True) -> list[T]:
@@ -56,7 +63,9 @@ def read_jsonl(path: Path, record: type[T], *, tolerate_torn_tail: bool = True) 
             out.append(record.model_validate_json(raw))
         except ValidationError as err:
             if last and tolerate_torn_tail:
-                log.warning("%s:%d: ignoring torn last line", path, number)
+                if (str(path), number) not in TORN_WARNED:  # once, though several stages read the file
+                    TORN_WARNED.add((str(path), number))
+                    log.warning("%s:%d: ignoring torn last line", path, number)
                 continue
             raise ConfigError(jsonl_error(path, number, err)) from None
     return out
@@ -75,6 +84,40 @@ class RunDir:
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
         self._cache: CallCache | None = None
+        self._lock: BinaryIO | None = None
+
+    def lock(self) -> None:
+        """Take the run directory's exclusive lock (`.lock`, flock), held until `close()` or the process ends.
+
+        A second writer would append every record again; it is refused with the holder's pid.
+        """
+        if self._lock is not None:
+            return
+        self.create()
+        path = self.file(LOCK_FILE)
+        try:
+            fh = open(path, "a+b")  # noqa: SIM115 - held open for the run's lifetime
+        except OSError as err:
+            raise ConfigError(f"{path}: cannot open the run's lock: {err.strerror or err}") from None
+        try:
+            fcntl.flock(fh.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            fh.seek(0)
+            holder = fh.read().decode(errors="replace").strip() or "?"
+            fh.close()
+            if holder == str(os.getpid()):
+                raise ConfigError(
+                    f"{self.path}: another RunDir of this process holds the run directory's lock; close() it first"
+                ) from None
+            raise ConfigError(
+                f"{self.path}: another qednano process (pid {holder}) is writing this run directory; "
+                "wait for it to finish, or use another run_dir"
+            ) from None
+        with contextlib.suppress(OSError):  # on a full disk the lock still holds; only the pid goes unsaid
+            fh.truncate(0)
+            fh.write(f"{os.getpid()}\n".encode())
+            fh.flush()
+        self._lock = fh
 
     def file(self, name: str) -> Path:
         """A path inside the run directory; names that would leave it are refused."""
@@ -97,7 +140,7 @@ class RunDir:
         Keys that change how a run goes but not what it computes (OPERATIONAL: concurrency,
         retries, timeouts, server URLs, the run directory itself) may differ on resume.
         """
-        self.create()
+        self.lock()
         pinned = self.file("recipe.yaml")
         text = yaml.safe_dump(recipe, sort_keys=False, allow_unicode=True)
         if not pinned.exists():
@@ -153,6 +196,9 @@ class RunDir:
         if self._cache is not None:
             self._cache.close()
             self._cache = None
+        if self._lock is not None:
+            self._lock.close()  # closing the file releases the flock
+            self._lock = None
 
 
 def set_aside_torn_tail(path: Path, fh: BinaryIO) -> None:

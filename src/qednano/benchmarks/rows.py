@@ -12,9 +12,12 @@ from __future__ import annotations
 import csv
 import json
 import logging
+import os
+import socket
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from qednano.config import ConfigError, find_file
 
@@ -151,13 +154,48 @@ def read_dataset_dir(path: Path, split: str) -> list[Row]:
     return dataset_rows(loaded, f"{path}[{split}]")
 
 
+OFFLINE_HINT = (
+    "give a local copy instead: problems.path=FILE (a .csv, .jsonl, .json or .parquet file, or a dataset folder)"
+)
+
+
+def hub_offline() -> str | None:
+    """Why the hub cannot be reached (`HF_HUB_OFFLINE`/`HF_DATASETS_OFFLINE` set, or no connection), else None.
+
+    Checked with one short connection, so an offline run fails at once instead of retrying the hub.
+    """
+    for name in ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE"):
+        if os.environ.get(name, "").strip().lower() in ("1", "true", "yes", "on"):
+            return f"{name} is set"
+    if any(os.environ.get(name) for name in ("HTTPS_PROXY", "https_proxy", "ALL_PROXY", "all_proxy")):
+        return None  # through a proxy a direct connection says nothing; the hub client finds out itself
+    endpoint = urlsplit(os.environ.get("HF_ENDPOINT") or "https://huggingface.co")
+    host, port = endpoint.hostname or "huggingface.co", endpoint.port or (80 if endpoint.scheme == "http" else 443)
+    try:
+        socket.create_connection((host, port), timeout=HUB_PROBE_S).close()
+    except OSError as err:
+        return f"cannot reach {endpoint.scheme}://{host}:{port} ({err.strerror or err})"
+    return None
+
+
+HUB_PROBE_S = 5.0
+"""Seconds to wait for the hub's TCP connection before calling the run offline."""
+
+
 def read_hub(name: str, split: str, revision: str | None) -> list[Row]:
     datasets = require("datasets", f"loading {name!r} from the hub")
+    offline = hub_offline()
+    if offline and "is set" not in offline:
+        raise ConfigError(
+            f"hub dataset {name!r}: the hub is out of reach: {offline}; {OFFLINE_HINT} "
+            "(or HF_HUB_OFFLINE=1 to read a cached copy)"
+        )
     log.info("loading %s (split %s, revision %s) from the hub", name, split, revision or "latest")
     try:
         loaded = datasets.load_dataset(name, split=split, revision=revision)
-    except (ValueError, FileNotFoundError, ConnectionError) as err:
-        raise ConfigError(f"hub dataset {name!r} (split {split!r}): cannot load: {err}") from None
+    except Exception as err:  # datasets raises many kinds; each becomes a ConfigError with the fix
+        hint = f"; offline ({offline}) and not in the local cache: {OFFLINE_HINT}" if offline else ""
+        raise ConfigError(f"hub dataset {name!r} (split {split!r}): cannot load: {err}{hint}") from None
     return dataset_rows(loaded, f"{name}[{split}]")
 
 

@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import logging
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -34,6 +34,7 @@ from pydantic import Field
 from qednano.benchmarks.sources import ProblemSource
 from qednano.config import ConfigError, Strict
 from qednano.eval.pipeline import Outcome, Progress, generate, grade, log_calls
+from qednano.grading.inputs import unique
 from qednano.grading.judge import JudgeConfig
 from qednano.llm.client import LLM, Models
 from qednano.llm.types import ModelConfig
@@ -207,7 +208,7 @@ class OpenCell:
 
     async def grade(self, progress: Progress | None = None) -> Outcome:
         """Grades of every attempt by the benchmark's judge (graded ones are kept)."""
-        attempts = self.store.read("attempts.jsonl", Attempt)
+        attempts = unique(self.store.read("attempts.jsonl", Attempt), str(self.store.file("attempts.jsonl")))
         judge = self.cell.benchmark.judge
         return await grade(
             self.problems,
@@ -233,12 +234,28 @@ class OpenCell:
 
     async def run(self, progress: Callable[[str], Progress]) -> tuple[Outcome, Outcome]:
         """Generate, then grade; `progress(stage)` gives the progress callback of each stage."""
+        failing = True
         try:
             made = await self.generate(progress("generate"))
-            return made, await self.grade(progress("grade"))
+            graded = await self.grade(progress("grade"))
+            failing = False
+            return made, graded
         finally:
-            log_calls(self.store, "eval", self.llms.values())
-            self.store.close()
+            try:
+                record_calls(self.store, "eval", self.llms.values(), failing)
+            finally:
+                self.store.close()
+
+
+def record_calls(store: RunDir, stage: str, llms: Iterable[LLM], failing: bool) -> None:
+    """`log_calls`, except that while another error is on its way out (`failing`) a failure here is only
+    logged: on a full disk the first failure (the call cache, say) is the one to show, not this later one."""
+    try:
+        log_calls(store, stage, llms)
+    except (ConfigError, OSError) as err:
+        if not failing:
+            raise
+        log.warning("call counts not recorded: %s", err)
 
 
 def open_cell(cell: Cell, recipe: EvalRecipe, problems: list[Problem], endpoints: dict[str, LLM]) -> OpenCell:
@@ -278,9 +295,15 @@ def open_cell(cell: Cell, recipe: EvalRecipe, problems: list[Problem], endpoints
     return OpenCell(cell, recipe, store, problems, llms)
 
 
-def pin_eval(recipe: EvalRecipe) -> None:
-    """Pin the eval recipe at the top of its run directory (resuming with another one is refused)."""
-    RunDir(recipe.run_dir).pin(recipe.model_dump(mode="json"))
+def pin_eval(recipe: EvalRecipe) -> RunDir:
+    """Pin the eval recipe at the top of its run directory (resuming with another one is refused).
+
+    The returned store holds the eval's lock: a second `qednano eval` on the same run
+    directory is refused until it is closed.
+    """
+    store = RunDir(recipe.run_dir)
+    store.pin(recipe.model_dump(mode="json"))
+    return store
 
 
 def load_benchmark_problems(recipe: EvalRecipe) -> dict[str, list[Problem]]:

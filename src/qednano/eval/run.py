@@ -8,15 +8,29 @@ that label's bar (or nothing to show).
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from qednano.eval.cells import EvalRecipe, OpenCell, load_benchmark_problems, open_cell, pin_eval, plan
-from qednano.eval.pipeline import Outcome, Progress, log_calls
+from qednano.eval.cells import (
+    Cell,
+    EvalRecipe,
+    OpenCell,
+    load_benchmark_problems,
+    open_cell,
+    pin_eval,
+    plan,
+    record_calls,
+)
+from qednano.eval.pipeline import Outcome, Progress
+from qednano.grading.inputs import ATTEMPTS_FILE
 from qednano.llm.client import LLM
+from qednano.records import Problem
 from qednano.report.build import load_cells, write_report
 from qednano.store import RunDir
+
+log = logging.getLogger(__name__)
 
 Track = Callable[[str], Progress]
 """`track(label)` -> the progress callback for one stage of work (e.g. one bar of a progress display)."""
@@ -48,12 +62,17 @@ def run_jobs(
     """Run `jobs` at once in one event loop; then log call counts to the run and close the models."""
 
     async def main() -> list[Outcome]:
+        failing = True
         try:
-            return await asyncio.gather(*(job(track(label)) for label, job in jobs.items()))
+            done = await asyncio.gather(*(job(track(label)) for label, job in jobs.items()))
+            failing = False
+            return done
         finally:
-            log_calls(store, stage, llms.values())
-            for llm in {id(m): m for m in llms.values()}.values():
-                await llm.aclose()
+            try:
+                record_calls(store, stage, llms.values(), failing)
+            finally:
+                for llm in {id(m): m for m in llms.values()}.values():
+                    await llm.aclose()
 
     return merged(dict(zip(jobs, asyncio.run(main()), strict=True)))
 
@@ -87,7 +106,17 @@ def run_eval(recipe: EvalRecipe, track: Track = no_progress) -> EvalOutcome:
     """
     cells = plan(recipe)
     problems = load_benchmark_problems(recipe)
-    pin_eval(recipe)
+    root = pin_eval(recipe)  # holds the eval's lock until the report is written
+    try:
+        return run_cells(recipe, cells, problems, root, track)
+    finally:
+        root.close()
+
+
+def run_cells(
+    recipe: EvalRecipe, cells: list[Cell], problems: dict[str, list[Problem]], root: RunDir, track: Track
+) -> EvalOutcome:
+    """`run_eval` once its run directory is pinned and locked: every cell at once, then the report."""
     endpoints: dict[str, LLM] = {}
     opened = [open_cell(cell, recipe, problems[cell.benchmark_label], endpoints) for cell in cells]
 
@@ -104,6 +133,8 @@ def run_eval(recipe: EvalRecipe, track: Track = no_progress) -> EvalOutcome:
     outcome = EvalOutcome(
         [CellOutcome(cell, made, graded) for cell, (made, graded) in zip(opened, asyncio.run(main()), strict=True)]
     )
-    run_dir = Path(recipe.run_dir)
-    outcome.reports = write_report(load_cells([run_dir]), run_dir, recipe.title)
+    if any(root.path.rglob(ATTEMPTS_FILE)):
+        outcome.reports = write_report(load_cells([root.path]), root.path, recipe.title)
+    else:  # every item failed: nothing to report; the failures are the outcome (exit 1, run again)
+        log.warning("%s: no attempts yet, so no report", root.path)
     return outcome

@@ -3,12 +3,19 @@
 Requests that arrive while a batch is decoding wait in a queue; the next batch takes all of
 them (up to `max_batch`, grouped by sampling parameters) and decodes them together, left
 padded, in a worker thread so the event loop stays free. Weights load only as safetensors,
-and remote code runs only when the model recipe sets `trust_remote_code`.
+and remote code runs only when the model recipe sets `trust_remote_code`. A request with a
+`seed` (the model recipe's) is decoded alone from a seed of its own (`call_seed`), so a
+fresh run gives the same tokens whatever the timing (seeded calls of all engines of the process
+take turns on torch's one generator, `SEEDED`; an unseeded engine decoding meanwhile would draw
+from it too).
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import hashlib
+import json
 import logging
 import threading
 from dataclasses import dataclass
@@ -22,6 +29,8 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 DEFAULT_MAX_NEW_TOKENS = 512
+SEEDED = threading.Lock()
+"""Held from seeding torch's generator to the end of that call's decoding."""
 
 
 @dataclass
@@ -44,6 +53,8 @@ class LocalEngine:
         self.worker: asyncio.Task[None] | None = None
         self._loaded: tuple[PreTrainedModel, PreTrainedTokenizerBase] | None = None
         self._load_lock = threading.Lock()
+        self.repeats: dict[str, int] = {}
+        """Seeded requests decoded so far, by request digest (`call_seed`)."""
         self.batches: list[int] = []
         """Size of each batch decoded (for tests and benchmarks)."""
 
@@ -103,7 +114,11 @@ class LocalEngine:
             groups: dict[tuple[Any, ...], list[Pending]] = {}
             for p in batch:
                 groups.setdefault(p.sampling, []).append(p)
-            for group in groups.values():
+            # A seeded request is decoded alone, from its own seed: batch shapes (which vary
+            # with timing) would otherwise change the random draws, and so the tokens.
+            runs = [[p] for g in groups.values() for p in g if p.request.get("seed") is not None]
+            runs += [[p for p in g if p.request.get("seed") is None] for g in groups.values()]
+            for group in runs:
                 live = [p for p in group if not p.future.done()]
                 if not live:
                     continue
@@ -118,6 +133,13 @@ class LocalEngine:
                     if not p.future.done():
                         p.future.set_result(reply)
 
+    def call_seed(self, request: dict[str, Any]) -> int:
+        """The seed of one seeded call: the recipe's seed, the request, and how many identical ones came before
+        (so repeated identical requests, such as an RSA population, still differ, the same way on every run)."""
+        digest = hashlib.sha256(json.dumps(request, sort_keys=True, default=str).encode()).hexdigest()
+        repeat = self.repeats[digest] = self.repeats.get(digest, -1) + 1
+        return int(hashlib.sha256(f"{digest}/{repeat}".encode()).hexdigest()[:15], 16)
+
     def _generate(self, requests: list[dict[str, Any]]) -> list[Reply]:
         import torch
 
@@ -130,9 +152,17 @@ class LocalEngine:
         sampling: dict[str, Any] = {"do_sample": bool(temperature)}
         if temperature:
             sampling.update(temperature=temperature, top_p=first.get("top_p") or 1.0, top_k=0)
-        with torch.inference_mode():
+        seeded = len(requests) == 1 and first.get("seed") is not None
+        with SEEDED if seeded else contextlib.nullcontext(), torch.inference_mode():
+            if seeded:
+                torch.manual_seed(self.call_seed(first))
             out = model.generate(  # type: ignore[operator]  # stubs type generate as a Tensor
-                **enc, max_new_tokens=max_new, pad_token_id=tok.pad_token_id, **sampling
+                # input ids and mask only: some tokenizers add `token_type_ids`, which generate() refuses
+                input_ids=enc["input_ids"],
+                attention_mask=enc["attention_mask"],
+                max_new_tokens=max_new,
+                pad_token_id=tok.pad_token_id,
+                **sampling,
             )
         self.batches.append(len(requests))
         new = out[:, enc["input_ids"].shape[1] :]

@@ -65,9 +65,9 @@ class OpenAIEngine:
         except openai.RateLimitError as err:
             raise Retryable("429", self.hide(str(err)), retry_after_seconds(err.response)) from None
         except openai.APITimeoutError as err:
-            raise Retryable("timeout", self.hide(str(err))) from None
-        except openai.APIConnectionError as err:
-            raise Retryable("connection", self.hide(str(err))) from None
+            raise Retryable("timeout", self.hide(f"{self.clients[i].base_url}: {err}")) from None
+        except openai.APIConnectionError as err:  # name the server: "Connection error." alone says nothing
+            raise Retryable("connection", self.hide(f"cannot reach {self.clients[i].base_url}: {err}")) from None
         except openai.APIStatusError as err:
             if err.status_code >= 500 or err.status_code in (408, 409):
                 kind = "5xx" if err.status_code >= 500 else str(err.status_code)

@@ -27,7 +27,7 @@ from pydantic import TypeAdapter, ValidationError
 
 from qednano.config import ConfigError
 from qednano.grading.agreement import agreement_table
-from qednano.grading.inputs import AGREEMENT_FILE
+from qednano.grading.inputs import AGREEMENT_FILE, unique
 from qednano.records import Attempt, Grade, Problem
 from qednano.report.data_files import agreement_json, as_json, problems_csv, summary_csv
 from qednano.report.plots import plot_cost_vs_score
@@ -72,7 +72,7 @@ def load_run(run: Path) -> list[CellRecords]:
         recipe = yaml.safe_load(recipe_file.read_text(encoding="utf-8")) or {}
     benchmark, model, scaffold = labels(recipe, run)
     problems = {p.id: p for p in load_problems(run, recipe)}
-    attempts = read_jsonl(run / "attempts.jsonl", Attempt)
+    attempts = unique(read_jsonl(run / "attempts.jsonl", Attempt), str(run / "attempts.jsonl"))
     samples = recipe.get("samples") if isinstance(recipe.get("samples"), int) else None
     calls = call_totals(run)
     judge_files = sorted((run / "grades").glob("*.jsonl"))
@@ -118,19 +118,37 @@ def mapping(value: Any) -> dict[str, Any]:
 
 
 def load_problems(run: Path, recipe: dict[str, Any]) -> list[Problem]:
-    """`problems.jsonl` of the run (written by `eval`), else the recipe's problems when they are local."""
+    """`problems.jsonl` of the run (written by `eval`), else the recipe's problems when they are local.
+
+    A relative `path` in the pinned recipe is looked up from the run directory and the folders
+    above it (where the run was started from) before the current directory, so a report
+    built from elsewhere finds the same file. `source: graded` files count as local too.
+    """
     if (run / "problems.jsonl").is_file():
         return read_jsonl(run / "problems.jsonl", Problem)
     block = recipe.get("problems")
     if not isinstance(block, dict) or (block.get("source", "file") != "file" and not block.get("path")):
         return []  # no local copy: the report goes on with problem ids only (no subsets)
     from qednano.benchmarks.sources import ProblemSource
+    from qednano.grading.agreement import HumanGradedFile
 
+    block = {**block, "path": str(beside_run(run, str(block["path"])))} if block.get("path") else block
     try:
-        return TypeAdapter(ProblemSource).validate_python(block).load()
+        return TypeAdapter(ProblemSource | HumanGradedFile).validate_python(block).load()
     except (ConfigError, ValidationError, OSError) as err:
         log.warning("%s: cannot load the run's problems (no subsets in the report): %s", run, err)
         return []
+
+
+def beside_run(run: Path, path: str) -> Path:
+    """A relative recipe path from the run directory or the nearest folder above it that has it; else as given."""
+    given = Path(path)
+    if given.is_absolute():
+        return given
+    for folder in (run, *run.resolve().parents):
+        if (folder / given).exists():
+            return folder / given
+    return given
 
 
 def write_report(cells: list[CellRecords], out: Path, title: str = "qednano report") -> list[Path]:
