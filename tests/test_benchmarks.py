@@ -353,7 +353,7 @@ def test_proofbench_fallback_schema_column_is_normalised(tmp_path: Path) -> None
 
 def test_a_source_can_read_several_splits(tmp_path: Path) -> None:
     """lm-provers/ProofBench is split by year (24_25, other): the paper's recipe reads both."""
-    datasets = pytest.importorskip("datasets")
+    datasets = pytest.importorskip("datasets", reason="local dataset copies need the `eval` extra (datasets)")
     row = {"problem": "Prove $P$.", "solution": "S.", "grading_scheme": "1. (7 pts) All."}
     splits = {
         "24_25": datasets.Dataset.from_list([{**row, "problem_id": "USAMO-2025-1"}]),

@@ -224,6 +224,32 @@ def test_offline_data_flow_on_the_tiny_model_gives_sft_and_rl_sets(tmp_path: Pat
     assert {r.problem_id for r in rl} <= {p["id"] for p in problems}
     assert rl[0].to_problem().metadata["difficulty"] == rl[0].difficulty
 
+    # The sets are what training reads: one step of `qednano sft` and of `qednano grpo` on them.
+    pytest.importorskip("trl", reason="training needs the `train` extra (trl)")
+    from qednano.train.grpo import run_grpo
+    from qednano.train.recipes import GRPORecipe, SFTRecipe
+    from qednano.train.sft import run_sft
+
+    step = {"max_steps": 1, "per_device_train_batch_size": 2, "save_strategy": "no", "seed": 0}
+    sft_recipe = SFTRecipe(
+        model=str(tiny_model_dir),
+        output_dir=str(tmp_path / "sft-model"),
+        data={"path": str(tmp_path / "sets" / "sft" / "dataset")},
+        trainer={**step, "max_length": 128},
+    )
+    assert (run_sft(sft_recipe) / "model.safetensors").is_file()
+    with FakeServer(judge_and_rubrics) as server:
+        grpo_recipe = GRPORecipe.model_validate(
+            {
+                "model": str(tiny_model_dir),
+                "output_dir": str(tmp_path / "grpo-model"),
+                "data": {"path": str(tmp_path / "sets" / "rl" / "train.parquet")},
+                "models": {"judge": {"model": "judge", "base_urls": [server.url], "max_retries": 0}},
+                "trainer": {**step, "num_generations": 2, "max_completion_length": 8},
+            }
+        )
+        assert (run_grpo(grpo_recipe) / "model.safetensors").is_file()
+
 
 def test_the_published_fineproofs_sets_export_without_curating(tmp_path: Path) -> None:
     recipe = ExportRecipe.model_validate(

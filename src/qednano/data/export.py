@@ -153,7 +153,7 @@ def token_counter(path: str | None) -> Any:
         return None
     from transformers import AutoTokenizer
 
-    tok = AutoTokenizer.from_pretrained(path)
+    tok = AutoTokenizer.from_pretrained(path, trust_remote_code=False)
 
     def count(messages: list[dict[str, Any]]) -> int:
         encoded: Any = tok.apply_chat_template(messages, tokenize=True, return_dict=True)

@@ -34,7 +34,7 @@ def load_policy(recipe: TrainRecipe) -> tuple[Any, Any]:
     """The model and tokenizer a recipe starts from."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    kwargs: dict[str, Any] = {"use_safetensors": True, "trust_remote_code": recipe.trust_remote_code}
+    kwargs: dict[str, Any] = {"use_safetensors": True}
     if has_cuda() and installed("flash_attn"):
         kwargs["attn_implementation"] = "flash_attention_2"
     kwargs.update(recipe.model_init)
@@ -42,7 +42,7 @@ def load_policy(recipe: TrainRecipe) -> tuple[Any, Any]:
         tokenizer = AutoTokenizer.from_pretrained(
             recipe.tokenizer or recipe.model, trust_remote_code=recipe.trust_remote_code
         )
-        model = AutoModelForCausalLM.from_pretrained(recipe.model, **kwargs)
+        model = AutoModelForCausalLM.from_pretrained(recipe.model, trust_remote_code=recipe.trust_remote_code, **kwargs)
     except OSError as err:
         raise ConfigError(f"model {recipe.model!r}: cannot load: {err}") from None
     if tokenizer.pad_token is None:
@@ -67,10 +67,17 @@ def trainer_config(recipe: TrainRecipe, config_class: type[C], **ours: Any) -> C
 
 
 def last_checkpoint(recipe: TrainRecipe) -> str | None:
-    """The newest `checkpoint-N` in the output folder, when resuming is on."""
+    """The newest complete `checkpoint-N` in the output folder, when resuming is on.
+
+    A run killed while writing a checkpoint leaves it without `trainer_state.json` (written
+    last); such a folder is passed over for the one before it.
+    """
     if not recipe.resume:
         return None
-    found = sorted(Path(recipe.output_dir).glob("checkpoint-*"), key=lambda p: int(p.name.rpartition("-")[2] or 0))
+    found = sorted(
+        (p for p in Path(recipe.output_dir).glob("checkpoint-*") if (p / "trainer_state.json").is_file()),
+        key=lambda p: int(p.name.rpartition("-")[2] or 0),
+    )
     if found:
         log.info("resuming from %s", found[-1])
     return str(found[-1]) if found else None
