@@ -285,6 +285,9 @@ def main() -> None:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--scaffolds", nargs="+", default=list(SCAFFOLDS), choices=list(SCAFFOLDS))
     p.add_argument("--judge", action="store_true", help="grade every attempt on the same server (one judge call)")
+    p.add_argument(
+        "--policies", nargs="+", default=["ours", "after", "baseline"], choices=["ours", "after", "baseline"]
+    )
     args = p.parse_args()
     logging.basicConfig(level=logging.WARNING)
 
@@ -295,7 +298,7 @@ def main() -> None:
         f"{args.problems} problems; server: {args.slots} slots x {args.rate:g} tok/s; "
         f"replies log-normal(mean {args.mean_tokens:g}, sigma {args.sigma:g}); times in model seconds"
     )
-    policies = ["ours", "after", "baseline"] if args.judge else ["ours", "baseline"]
+    policies = ["ours"] + [p for p in args.policies if p != "ours" and (args.judge or p != "after")]
     head = f"{'scaffold':8} {'calls':>6} {'tokens':>9} {'capacity':>9} {'critical':>9}"
     head += "".join(f" {p:>9} {'/cap':>6} {'/crit':>6}" for p in policies)
     print(head + f" {'speedup':>8} {'cpu ms/call':>12} {'kB/call':>8}")
@@ -312,7 +315,8 @@ def main() -> None:
         ours = runs["ours"]
         line = f"{name:8} {ours.calls:6d} {tokens:9d} {capacity:9.1f} {critical:9.1f}"
         line += "".join(f" {r.wall:9.1f} {r.wall / capacity:6.3f} {r.wall / critical:6.3f}" for r in runs.values())
-        line += f" {runs['baseline'].wall / ours.wall:7.2f}x {1000 * ours.cpu / ours.calls:12.2f}"
+        speedup = f"{runs['baseline'].wall / ours.wall:7.2f}x" if "baseline" in runs else f"{'–':>8}"
+        line += f" {speedup} {1000 * ours.cpu / ours.calls:12.2f}"
         print(line + f" {ours.bytes / ours.calls / 1000:8.1f}")
 
 

@@ -142,12 +142,16 @@
   function inline(text, math) {
     var nodes = [];
     var pos = 0;
+    var found = INLINE.map(function () { return undefined; });  // each rule's next match, kept while ahead
     while (pos < text.length) {
       var best = null;
       var rule = null;
-      INLINE.forEach(function (r) {
-        r.re.lastIndex = pos;
-        var m = r.re.exec(text);
+      INLINE.forEach(function (r, k) {
+        if (found[k] === undefined || (found[k] !== null && found[k].index < pos)) {
+          r.re.lastIndex = pos;
+          found[k] = r.re.exec(text);
+        }
+        var m = found[k];
         if (m && (best === null || m.index < best.index)) { best = m; rule = r; }
       });
       if (best === null) break;
