@@ -1,23 +1,40 @@
 """Scaffold orchestration benchmark: RSA and DSM over many problems against a GPU-like server.
 
-    .venv/bin/python bench/scaffolds.py [--problems 60] [--slots 256] [--time-scale 0.02]
+    .venv/bin/python bench/scaffolds.py [--problems 60] [--slots 256] [--time-scale 0.25] [--judge]
 
 The server is `qednano.testing.fake_server.FakeServer` in timing mode: `slots` sequences decode at
 once at `rate` tokens per second each, extra requests queue. Reply lengths are log-normal,
 drawn from a hash of the request, so every policy meets the same workload; reply texts are
 scripted so the scaffolds parse them (verdicts, scores). Times are in model seconds.
 
-For each scaffold it prints:
+With `--judge`, every attempt is also graded (`ProofJudge`, one call) by the same model on
+the same server, through the same `LLM` and its concurrency gate, as an eval cell whose
+judge shares the policy's server does.
 
-- the lower bound on the makespan: the larger of total output tokens over the server's
-  capacity (`slots * rate`) and the critical path (the longest chain of dependent calls of
-  any one problem, measured by running the same workload on an engine with no slot limit);
-- `ours`: the real pipeline (`pipeline.generate`, one fan-out over all problems, the real
-  `LLM` over HTTP, its `concurrency` set to the server's slots as a model recipe does) and
-  its makespan (wall clock of the whole run) over the bound;
+For each scaffold it prints two lower bounds on the makespan, each on its own:
+
+- `capacity`: total output tokens (judge calls included) over the server's capacity
+  (`slots * rate`): no schedule finishes sooner on this server;
+- `critical`: the critical path, the longest chain of dependent calls of any one problem
+  (its attempt's calls, then its judge call), measured by running the same workload on an
+  engine with no slot limit: no schedule finishes sooner on any server;
+
+and then, for each policy, its makespan (wall clock of the whole run, in model seconds) and
+that makespan over each bound (`/cap`, `/crit`):
+
+- `ours`: the real pipeline (`pipeline.generate`, or `pipeline.generate_and_grade` with a
+  judge: one fan-out over all problems, each attempt graded as soon as it is written), the
+  real `LLM` over HTTP, its `concurrency` set to the server's slots as a model recipe does;
+- `after` (with `--judge` only): the same, grading only once every attempt is written
+  (`generate`, then `grade`), as eval cells did before grading streamed;
 - `baseline`: the original code's policy, 8 problems at a time, each with its own pool of
-  8 workers (emulated with asyncio semaphores around the same scaffold code), and its
-  makespan over the bound; then how many times faster ours is.
+  8 workers (emulated with asyncio semaphores around the same scaffold code), grading
+  after generation; then how many times faster ours is.
+
+Last, the client's cost: CPU seconds of the client's own thread (the event loop that runs
+the scaffolds, the `LLM`, the `openai` SDK and the stores; the fake server runs in another
+thread) per model call, and the bytes the run directory holds (call cache and records) per
+call.
 
 The default server (256 slots, vLLM's classic default `max_num_seqs`) has more capacity
 than the baseline's 64 calls in flight can use, and with 60 problems the critical path,
@@ -45,11 +62,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from qednano.eval.pipeline import generate
+from qednano.eval.pipeline import generate, generate_and_grade, grade
+from qednano.grading.judge import ProofJudge
 from qednano.llm.client import LLM, Models, current_scope
 from qednano.llm.openai_engine import OpenAIEngine
 from qednano.llm.types import Engine, ModelConfig, Reply
-from qednano.records import Problem
+from qednano.records import Attempt, Problem
 from qednano.scaffolds import ScaffoldRun
 from qednano.scaffolds.dsm import DSM
 from qednano.scaffolds.rsa import RSA
@@ -78,13 +96,18 @@ class Workload:
         mu = math.log(self.mean_tokens) - self.sigma**2 / 2
         tokens = max(1, round(rng.lognormvariate(mu, self.sigma)))
         prompt = request["messages"][-1]["content"]
-        if "<verdict>" in prompt:
+        if prompt.startswith("You are grading a solution"):
+            text = f"<overall>Sound.</overall><step>...</step><points>{rng.randint(0, 7)}</points>"
+        elif "<verdict>" in prompt:
             text = f"<verdict>{rng.choice('12')}</verdict>"
         elif "final overall score should be" in prompt:
             score = rng.choices(["1", "0.5", "0"], weights=[6, 2, 2])[0]
             text = f"Here is my evaluation of the proof: ... \\boxed{{{score}}}"
-        else:
-            text = f"## Solution\nproof {digest[:12]}\n## Self Evaluation\n\\boxed{{1}}"
+        else:  # about as many characters as a real proof of that many tokens, so stored bytes are real
+            steps = "\n".join(
+                f"Step {k}: from the claims so far ({digest[:16]}) the next one follows." for k in range(tokens // 20)
+            )
+            text = f"## Solution\nproof {digest[:12]}\n{steps}\n## Self Evaluation\n\\boxed{{1}}"
         return text, tokens
 
 
@@ -148,6 +171,21 @@ class PerAttemptPool:
             await close()
 
 
+JUDGE = ProofJudge(style="simple")
+Grading = str
+"""`none` (generation only), `stream` (each attempt graded once written) or `after` (all graded at the end)."""
+
+
+@dataclass
+class Run:
+    """One policy's run: wall seconds, the client thread's CPU seconds, calls sent, run-directory bytes."""
+
+    wall: float
+    cpu: float
+    calls: int
+    bytes: int
+
+
 async def run_policy(
     scaffold: ScaffoldRun,
     problems: list[Problem],
@@ -155,68 +193,85 @@ async def run_policy(
     *,
     max_inflight: int,
     concurrency: int,
-) -> tuple[float, LLM]:
-    """Wall seconds of one `generate` over all problems, in a fresh run directory."""
+    grading: Grading,
+) -> Run:
+    """One `generate` (and grading) over all problems, in a fresh run directory."""
     config = ModelConfig(name="bench", model="fake-model", concurrency=concurrency, max_retries=0, timeout_s=3600)
     with tempfile.TemporaryDirectory() as tmp:
         store = RunDir(Path(tmp) / "run")
         llm = LLM(config, store.cache, engine=make_engine(config))
-        start = time.monotonic()
-        outcome = await generate(problems, scaffold, Models(llm), store, max_inflight=max_inflight)
-        wall = time.monotonic() - start
+        models = Models(llm)
+        cpu, start = time.thread_time(), time.monotonic()
+        if grading == "stream":
+            made, marked = await generate_and_grade(
+                problems, scaffold, models, JUDGE, llm, store, max_inflight=max_inflight
+            )
+        else:
+            made = await generate(problems, scaffold, models, store, max_inflight=max_inflight)
+            marked = made
+            if grading == "after":
+                attempts = store.read("attempts.jsonl", Attempt)
+                marked = await grade(problems, attempts, JUDGE, llm, store, max_inflight=max_inflight)
+        wall, cpu = time.monotonic() - start, time.thread_time() - cpu
         await llm.aclose()
         store.close()
-    if outcome.failed:
-        raise RuntimeError(f"{len(outcome.failed)} attempts failed: {next(iter(outcome.failed.values()))}")
-    return wall, llm
+        size = sum(f.stat().st_size for f in store.path.rglob("*") if f.is_file())
+    for outcome in (made, marked):
+        if outcome.failed:
+            raise RuntimeError(f"{len(outcome.failed)} items failed: {next(iter(outcome.failed.values()))}")
+    return Run(wall, cpu, llm.stats.sent, size)
 
 
 def on_server(
-    scaffold: ScaffoldRun, problems: list[Problem], timing: Timing, workload: Workload, baseline: bool
-) -> tuple[float, int, int]:
-    """(makespan in model seconds, output tokens, calls) of one policy on a fresh server."""
+    scaffold: ScaffoldRun, problems: list[Problem], timing: Timing, workload: Workload, policy: str, judge: bool
+) -> tuple[Run, int]:
+    """(the run, in model seconds, and the server's output tokens) of one policy on a fresh server."""
 
     def script(request: dict[str, Any]) -> ScriptedReply:
         text, tokens = workload.draw(request)
         return ScriptedReply(content=text, completion_tokens=tokens)
 
+    baseline = policy == "baseline"
     with FakeServer(script, timing=timing) as server:
 
         def engine(config: ModelConfig) -> Engine:
             http = OpenAIEngine(config.model_copy(update={"base_urls": [server.url]}))
             return Tagged(PerAttemptPool(http, 8) if baseline else http)
 
-        wall, llm = asyncio.run(
+        run = asyncio.run(
             run_policy(
                 scaffold,
                 problems,
                 engine,
                 max_inflight=8 if baseline else len(problems),
                 concurrency=64 if baseline else timing.slots,
+                grading=("stream" if policy == "ours" else "after") if judge else "none",
             )
         )
         report = server.timing_report()
-    return wall / timing.time_scale, report.output_tokens, llm.stats.sent
+    run.wall /= timing.time_scale
+    return run, report.output_tokens
 
 
 def critical_path(
-    scaffold: ScaffoldRun, problems: list[Problem], workload: Workload, rate: float, scale: float
+    scaffold: ScaffoldRun, problems: list[Problem], workload: Workload, rate: float, scale: float, judge: bool
 ) -> float:
-    """Longest dependency chain over all problems, in model seconds (no slot limit).
+    """Longest dependency chain over all problems (its judge call included), in model seconds (no slot limit).
 
     Measured at the same time scale as the server runs, so the small per-call overhead of
     the event loop and the call cache weighs the same in both.
     """
-    wall, _ = asyncio.run(
+    run = asyncio.run(
         run_policy(
             scaffold,
             problems,
             lambda config: Tagged(Unlimited(workload, rate, scale)),
             max_inflight=len(problems),
             concurrency=100_000,
+            grading="stream" if judge else "none",
         )
     )
-    return wall / scale
+    return run.wall / scale
 
 
 def main() -> None:
@@ -229,6 +284,10 @@ def main() -> None:
     p.add_argument("--time-scale", type=float, default=0.25, help="wall seconds per model second")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--scaffolds", nargs="+", default=list(SCAFFOLDS), choices=list(SCAFFOLDS))
+    p.add_argument("--judge", action="store_true", help="grade every attempt on the same server (one judge call)")
+    p.add_argument(
+        "--policies", nargs="+", default=["ours", "after", "baseline"], choices=["ours", "after", "baseline"]
+    )
     args = p.parse_args()
     logging.basicConfig(level=logging.WARNING)
 
@@ -239,21 +298,26 @@ def main() -> None:
         f"{args.problems} problems; server: {args.slots} slots x {args.rate:g} tok/s; "
         f"replies log-normal(mean {args.mean_tokens:g}, sigma {args.sigma:g}); times in model seconds"
     )
-    header = f"{'scaffold':8} {'calls':>6} {'tokens':>9} {'capacity':>9} {'critical':>9} {'bound':>8} "
-    header += f"{'ours':>8} {'ours/bd':>8} {'baseline':>9} {'base/bd':>8} {'speedup':>8}"
-    print(header)
+    policies = ["ours"] + [p for p in args.policies if p != "ours" and (args.judge or p != "after")]
+    head = f"{'scaffold':8} {'calls':>6} {'tokens':>9} {'capacity':>9} {'critical':>9}"
+    head += "".join(f" {p:>9} {'/cap':>6} {'/crit':>6}" for p in policies)
+    print(head + f" {'speedup':>8} {'cpu ms/call':>12} {'kB/call':>8}")
     for name in args.scaffolds:
         scaffold = SCAFFOLDS[name]
-        ours, tokens, calls = on_server(scaffold, problems, timing, workload, baseline=False)
-        base, base_tokens, _ = on_server(scaffold, problems, timing, workload, baseline=True)
-        assert base_tokens == tokens, "both policies must run the same workload"
+        runs = {}
+        tokens = 0
+        for policy in policies:
+            runs[policy], used = on_server(scaffold, problems, timing, workload, policy, args.judge)
+            assert tokens in (0, used), "every policy must run the same workload"
+            tokens = used
         capacity = tokens / (args.slots * args.rate)
-        critical = critical_path(scaffold, problems, workload, args.rate, args.time_scale)
-        bound = max(capacity, critical)
-        print(
-            f"{name:8} {calls:6d} {tokens:9d} {capacity:9.1f} {critical:9.1f} {bound:8.1f} "
-            f"{ours:8.1f} {ours / bound:8.3f} {base:9.1f} {base / bound:8.3f} {base / ours:7.2f}x"
-        )
+        critical = critical_path(scaffold, problems, workload, args.rate, args.time_scale, args.judge)
+        ours = runs["ours"]
+        line = f"{name:8} {ours.calls:6d} {tokens:9d} {capacity:9.1f} {critical:9.1f}"
+        line += "".join(f" {r.wall:9.1f} {r.wall / capacity:6.3f} {r.wall / critical:6.3f}" for r in runs.values())
+        speedup = f"{runs['baseline'].wall / ours.wall:7.2f}x" if "baseline" in runs else f"{'–':>8}"
+        line += f" {speedup} {1000 * ours.cpu / ours.calls:12.2f}"
+        print(line + f" {ours.bytes / ours.calls / 1000:8.1f}")
 
 
 if __name__ == "__main__":

@@ -121,3 +121,40 @@ def test_concurrent_writers_in_one_process(tmp_path: Path) -> None:
     assert len(cache) == 400
     cache.close()
     assert len(CallCache(tmp_path / "calls.sqlite")) == 400
+
+
+async def test_the_cache_stores_no_prompt_and_a_replay_gets_the_request_back(tmp_path: Path) -> None:
+    """A prompt (most of a call's bytes) lives in the attempt's transcript; the cache keeps its digest only."""
+    import sqlite3
+
+    from qednano.llm.cache import prompt_digest
+
+    candidates = "".join(
+        f"Candidate {i}: a long proof line that RSA repeats in every aggregation.\n" for i in range(300)
+    )
+    messages = [{"role": "system", "content": "Be rigorous."}, {"role": "user", "content": candidates}]
+    server = Numbered()
+    with attempt_scope("p/0") as scope:
+        sent = await cached_llm(server, tmp_path / "calls.sqlite").complete(messages, step="aggregate")
+    assert sent.messages == messages and scope.completions == [sent]
+    with sqlite3.connect(tmp_path / "calls.sqlite") as db:
+        ((completion, prompt),) = db.execute("SELECT completion, prompt FROM calls").fetchall()
+    assert "Candidate 7" not in completion and len(completion) < 1000
+    assert prompt == prompt_digest("m", messages)
+    with attempt_scope("p/0"):
+        replayed = await cached_llm(server, tmp_path / "calls.sqlite").complete(messages, step="aggregate")
+    assert server.sent == 1 and replayed.cached and replayed.messages == messages and replayed.text == sent.text
+
+
+def test_a_call_not_in_the_cache_costs_no_query(tmp_path: Path) -> None:
+    cache = CallCache(tmp_path / "calls.sqlite")
+    cache.put("known/0", "s", Completion(step="s", model="m", messages=USER, text="t"))
+    statements: list[str] = []
+    cache._db.set_trace_callback(statements.append)
+    assert cache.get("unknown/0") is None and statements == []
+    hit = cache.get("known/0")
+    assert hit is not None and hit.text == "t" and len(statements) == 1
+    cache.close()
+    reopened = CallCache(tmp_path / "calls.sqlite")  # the keys are read when the cache opens
+    assert reopened.get("known/0") is not None
+    reopened.close()

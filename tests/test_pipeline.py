@@ -138,3 +138,51 @@ async def test_progress_is_reported_for_every_item(tmp_path: Path) -> None:
         await generate(PROBLEMS, Direct(), Models(llm), store, progress=lambda d, t: seen.append((d, t)))
         await llm.aclose()
     assert seen == [(1, 3), (2, 3), (3, 3), (4, 5), (5, 5)]
+
+
+def test_an_eval_grades_each_attempt_while_the_others_still_generate(tmp_path: Path) -> None:
+    """The judge grades the fast attempts while the slow one still generates: grading streams."""
+    import time
+
+    from qednano.eval.cells import EvalRecipe
+    from qednano.eval.run import run_eval
+
+    slow_s = 1.0
+    seen: dict[str, list[float]] = {"policy": [], "judge": [], "slow": []}
+
+    def script(body: dict[str, Any]) -> ScriptedReply:
+        now = time.monotonic()
+        if body["model"] == "judge":
+            seen["judge"].append(now)
+            return ScriptedReply(content="Step by step it holds. <points>7</points>")
+        slow = statement_of(body) == "p0"
+        seen["slow" if slow else "policy"].append(now)
+        return ScriptedReply(content="Proof: it holds.", delay_s=slow_s if slow else 0.0)
+
+    data = tmp_path / "problems.jsonl"
+    data.write_text("".join(p.model_dump_json() + "\n" for p in PROBLEMS))
+    with FakeServer(script) as server:
+
+        def model(name: str) -> dict[str, Any]:
+            return {"model": name, "base_urls": [server.url], "max_retries": 0, "timeout_s": 30}
+
+        recipe = EvalRecipe.model_validate(
+            {
+                "run_dir": str(tmp_path / "run"),
+                "benchmarks": {
+                    "b": {
+                        "problems": {"source": "file", "path": str(data)},
+                        "judge": {"kind": "proof", "style": "simple"},
+                        "models": {"judge": model("judge")},
+                    }
+                },
+                "models": {"m": model("policy")},
+            }
+        )
+        outcome = run_eval(recipe)
+    (cell,) = outcome.cells
+    assert (cell.generated.done, cell.graded.done) == (5, 5) and not outcome.failed
+    (slow,) = seen["slow"]
+    graded_while_slow = [t for t in seen["judge"] if t < slow + slow_s]
+    assert len(graded_while_slow) == 4  # every fast attempt was graded before the slow one was written
+    assert max(seen["judge"]) > slow + slow_s  # and the slow one right after it

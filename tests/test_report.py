@@ -218,3 +218,41 @@ def test_report_takes_agreement_md_when_the_run_has_no_grades(tmp_path: Path) ->
     assert cli.main(["report", str(run)]) == 0
     md = (run / "report.md").read_text()
     assert "## Grader agreement with human grades" in md and "| judge | n |\n|---|---:|\n| old | 7 |" in md
+
+
+def unscored_cell(model: str = "u", judge: str = "j") -> CellRecords:
+    """A cell whose attempts have no grade yet (pending): it has tokens but no score."""
+    attempts = [attempt("A", 0, 400), attempt("B", 0, 600)]
+    return CellRecords(Path("runs/u"), "bench", model, "direct", judge, PROBLEMS, attempts, {}, samples=1)
+
+
+def test_leaderboard_does_not_rank_systems_without_a_score() -> None:
+    summaries = [summarize(unscored_cell()), summarize(example_cell()), summarize(example_cell("rsa"))]
+    board = leaderboard(summaries)
+    assert [(st.rank, st.model, st.scaffold) for st in board] == [
+        (1, "m", "direct"),
+        (2, "m", "rsa"),
+        (None, "u", "direct"),
+    ]
+    from qednano.report.build import Markdown
+
+    md = Markdown(summaries, board).leaderboard()
+    assert "| – | u | direct | – | – |" in md and "| 1 | m | direct | 50.0 |" in md
+
+
+def test_cost_plot_axes_and_a_benchmark_with_nothing_graded() -> None:
+    pytest.importorskip("matplotlib", reason="matplotlib is the eval extra's (pip install 'qednano[eval]')")
+    from qednano.report.plots import figure
+
+    fig = figure([summarize(example_cell()), summarize(unscored_cell())])
+    (ax,) = fig.axes
+    assert ax.get_ylim() == (-3, 103) and "%" in ax.get_ylabel()  # scores are percent on a 0-100 axis
+    assert any("u / direct (2 not graded yet)" in t.get_text() for t in ax.texts)
+
+    fig = figure([summarize(unscored_cell()), summarize(unscored_cell("v", judge=""))])
+    (ax,) = fig.axes
+    assert [round(p.get_width()) for p in ax.patches] == [500, 500]  # the tokens are plotted anyway
+    assert "%" not in ax.get_ylabel() and ax.get_xlabel() == "output tokens per problem"
+    assert "no score" in ax.get_title()
+    (note,) = ax.texts
+    assert note.get_text() == "no score: 2 not graded yet; no judge has graded it"

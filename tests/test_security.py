@@ -108,9 +108,10 @@ def test_model_output_is_escaped_in_the_html_report(tmp_path: Path) -> None:
     assert not {"img", "svg", "iframe", "object", "embed"} & set(names)
     assert not [attrs for _, attrs in parsed.tags if any(name.startswith("on") for name in attrs)]
     data = json.loads(parsed.scripts[0])  # the payload is there, intact, as data
-    attempts = [a for cell in data["cells"] for a in cell["attempts"]]
-    assert attempts and all(PAYLOAD in a["proof"] and PAYLOAD in a["grade"]["explanation"] for a in attempts)
-    assert all(PAYLOAD in a["transcript"][0]["reasoning"] for a in attempts)
+    texts = data["texts"]  # each text is stored once; records refer to it by index
+    attempts = [(a, cell["grades"][a["id"]]) for cell in data["cells"] for a in data["runs"][cell["run"]]]
+    assert attempts and all(PAYLOAD in texts[a["proof"]] and PAYLOAD in texts[g["explanation"]] for a, g in attempts)
+    assert all(PAYLOAD in texts[a["transcript"][0]["reasoning"]] for a, _ in attempts)
     assert "pwned" not in page.split('id="qednano-data">', 1)[0]  # not in the head either
     for name in ("report.md", "report.csv", "report-problems.csv"):
         assert "<script" not in (tmp_path / "run" / name).read_text(), name

@@ -176,3 +176,91 @@ def test_viewer_renders_and_navigates_in_chromium(page: Path, tmp_path: Path) ->
 
     raw = dump_dom(page.as_uri() + "#/attempt/0/P1%2F0?math=off", tmp_path)
     assert 'class="katex"' not in raw and "$\\frac{1}{2}$" in raw
+
+
+MARKDOWN_PROOF = (
+    "# Solution\n\n"
+    "**Claim.** For every *real* $x$ we have $x^2 \\ge 0$, and $\\text{area}(S) = 1$.\n\n"
+    "- the first case, $a_1 * b_1$\n"
+    "- the second case\n\n"
+    "1. one step\n"
+    "2. another step\n\n"
+    "---\n\n"
+    "It costs $5 and then $10 more, so $y$ is small; snake_case_name stays as it is.\n\n"
+    "$$\\sum_{i=1}^{n} i = \\frac{n(n+1)}{2}$$\n\n"
+    "<b>bold html</b><img src=x onerror=\"document.body.appendChild(document.createElement('pwned-'+'md'))\">"
+)
+
+
+def graded_cells(judges: int = 3, proof: str = MARKDOWN_PROOF) -> list[CellRecords]:
+    """One run directory graded by several judges, with human points: a grader meta-evaluation."""
+    problems = {"P1": Problem(id="P1", statement="Show that $x^2 \\ge 0$.")}
+    call = Completion(step="solve", model="tiny", messages=[{"role": "user", "content": "Prove it."}], text=proof)
+    attempts = [
+        Attempt(id="P1/0", problem_id="P1", sample=0, scaffold="direct", proof=proof, transcript=[call], human_points=2)
+    ]
+    out = []
+    for j in range(judges):
+        grade = Grade(attempt_id="P1/0", problem_id="P1", judge=f"j{j}", points=1.8046875 + j, explanation="Fine.")
+        out.append(
+            CellRecords(Path("runs/g"), "graded", "tiny", "direct", f"j{j}", problems, attempts, {"P1/0": grade})
+        )
+    return out
+
+
+def write_page(cs: list[CellRecords], path: Path) -> Path:
+    path.write_text(render_html(cs, [summarize(c) for c in cs], "graded"), encoding="utf-8")
+    return path
+
+
+def test_viewer_classes_never_match_katex_spans() -> None:
+    """KaTeX draws `\\text{...}` in a span of class `text`: no viewer rule may select a KaTeX class."""
+    assets = Path(__file__).parents[1] / "src/qednano/report/viewer_assets"
+    css = (assets / "viewer.css").read_text(encoding="utf-8")
+    css = re.sub(r"/\*.*?\*/", "", css, flags=re.S)
+    ours = set(re.findall(r"\.(-?[A-Za-z_][\w-]*)", css))
+    katex = set(re.findall(r"\.(-?[A-Za-z_][\w-]*)", (assets / "katex.min.css").read_text(encoding="utf-8")))
+    katex_js = (assets / "katex.min.js").read_text(encoding="utf-8")
+    assert '"mord","text"' in katex_js and ours  # the classes KaTeX gives its spans are in its script too
+    assert not ours & katex, ours & katex
+    assert not [name for name in ours if f'"{name}"' in katex_js]
+    assert all(name.startswith("qv-") for name in ours), sorted(n for n in ours if not n.startswith("qv-"))
+    js = (assets / "viewer.js").read_text(encoding="utf-8") + (assets / "markdown.js").read_text(encoding="utf-8")
+    for classes in re.findall(r'class: "([^"]*)"', js):
+        assert all(c.startswith("qv-") for c in classes.split()), classes
+
+
+def test_page_stores_each_text_once(tmp_path: Path) -> None:
+    proof = "".join(f"Step {i}: since $a_{i} \\ge 0$ the claim holds. " for i in range(2000))  # ~90 kB
+    one = len(write_page(graded_cells(1, proof), tmp_path / "one.html").read_text(encoding="utf-8"))
+    html = write_page(graded_cells(3, proof), tmp_path / "three.html").read_text(encoding="utf-8")
+    assert html.count("Step 1999: since") == 1  # the proof is also its call's text, and three judges share it
+    assert len(html) < one + 5_000
+
+
+def test_proofs_render_as_markdown_safely_in_chromium(tmp_path: Path) -> None:
+    page = write_page(graded_cells(), tmp_path / "graded.html")
+    attempt = dump_dom(page.as_uri() + "#/attempt/0/P1%2F0", tmp_path)
+    proof = attempt[attempt.index("<h3>Proof</h3>") : attempt.index("<h3>Grade</h3>")]
+    assert re.search(r"<h4[^>]*>Solution</h4>", proof)
+    assert "<strong>Claim.</strong>" in proof and "<em>real</em>" in proof
+    assert re.search(r"<ul[^>]*><li>the first case, <span", proof) and proof.count("<li>") == 4
+    assert re.search(r"<ol[^>]*><li>one step</li><li>another step</li></ol>", proof)
+    assert re.search(r"<hr[^>]*>", proof)
+    assert "It costs $5 and then $10 more, so <span" in proof  # money is no math, and $y$ after it still is
+    assert "</span> is small; snake_case_name stays as it is." in proof
+    assert proof.count('class="katex"') == 6 and proof.count('class="katex-display"') == 1
+    assert "&lt;b&gt;bold html&lt;/b&gt;&lt;img src=x" in proof and "<pwned-md" not in attempt
+    assert 'class="mord text"' in proof  # KaTeX's own \text{} span, which the viewer's CSS no longer reaches
+
+
+def test_points_are_rounded_and_human_points_shown_on_every_page_in_chromium(tmp_path: Path) -> None:
+    page = write_page(graded_cells(), tmp_path / "graded.html")
+    attempt = dump_dom(page.as_uri() + "#/attempt/0/P1%2F0", tmp_path)
+    assert "— 1.80 / 7 (human: 2 / 7)" in attempt and "points 1.80 / 7 · human points 2 / 7" in attempt
+    assert "1.8046875" not in attempt.split("qednano-data")[0]
+
+    run = dump_dom(page.as_uri() + "#/run/1", tmp_path)
+    assert "<th>Human points per run</th>" in run and "<td>2.80 / 7</td><td>2 / 7</td>" in run
+    problem = dump_dom(page.as_uri() + "#/problem/2/P1", tmp_path)
+    assert "<td>3.80 / 7</td>" in problem and "<td>2 / 7</td>" in problem

@@ -15,8 +15,9 @@ one run, for mean ± std over runs). `plan()` expands it into one `Cell` per
 <run_dir>/report.{md,csv,json,html}  report-problems.csv  cost_vs_score.png
 ```
 
-Each cell is generated, then graded (`pipeline.generate`, `pipeline.grade`), and resumes
-like any run; the CLI (`cli.py`) drives the cells with progress bars, then `report/build.py`
+Each cell generates and grades in one fan-out (`pipeline.generate_and_grade`: an attempt is
+graded as soon as it is written, so the judge works while other problems still generate),
+and resumes like any run; the CLI (`cli.py`) drives the cells with progress bars, then `report/build.py`
 writes the report over all cells.
 """
 
@@ -33,7 +34,7 @@ from pydantic import Field
 
 from qednano.benchmarks.sources import ProblemSource
 from qednano.config import ConfigError, Strict
-from qednano.eval.pipeline import Outcome, Progress, generate, grade, log_calls
+from qednano.eval.pipeline import Outcome, Progress, generate, generate_and_grade, grade, log_calls
 from qednano.grading.inputs import unique
 from qednano.grading.judge import JudgeConfig
 from qednano.llm.client import LLM, Models
@@ -233,13 +234,27 @@ class OpenCell:
         return f"{self.cell.benchmark_label}/{self.cell.model_label}/{self.cell.scaffold_label}"
 
     async def run(self, progress: Callable[[str], Progress]) -> tuple[Outcome, Outcome]:
-        """Generate, then grade; `progress(stage)` gives the progress callback of each stage."""
+        """Generate and grade in one fan-out, each attempt graded as soon as it is written.
+
+        `progress(stage)` gives the progress callback of each stage (`generate`, `grade`).
+        """
         failing = True
         try:
-            made = await self.generate(progress("generate"))
-            graded = await self.grade(progress("grade"))
+            outcomes = await generate_and_grade(
+                self.problems,
+                self.cell.scaffold,
+                self.models,
+                self.cell.benchmark.judge,
+                self.judge_llm,
+                self.store,
+                samples=self.recipe.samples,
+                token_budget=self.recipe.token_budget,
+                budget_counts=self.recipe.budget_counts,
+                max_inflight=self.recipe.max_inflight,
+                progress=(progress("generate"), progress("grade")),
+            )
             failing = False
-            return made, graded
+            return outcomes
         finally:
             try:
                 record_calls(self.store, "eval", self.llms.values(), failing)

@@ -315,7 +315,8 @@ class LLM:
         # `is not None`: an empty CallCache is falsy (it has __len__), yet must be written.
         hit = self.cache.get(key) if self.cache is not None else None
         if hit is not None:
-            completion = hit.model_copy(update={"cached": True, "step": step})
+            # the cache leaves the prompt out: it is this request's, as the key is its hash
+            completion = hit.model_copy(update={"cached": True, "step": step, "messages": request["messages"]})
             self.stats.cached += 1
         else:
             if scope and scope.token_budget is not None and scope.tokens >= scope.token_budget:

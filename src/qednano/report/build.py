@@ -351,7 +351,12 @@ class Markdown:
 
     def leaderboard(self) -> str:
         rows = [
-            [str(st.rank), *self.system(st), pct(st.average), *(show(st.scores.get(b)) for b in self.benchmarks)]
+            [
+                "–" if st.rank is None else str(st.rank),
+                *self.system(st),
+                pct(st.average),
+                *(show(st.scores.get(b)) for b in self.benchmarks),
+            ]
             for st in self.standings
         ]
         return table(["Rank", *self.head, "Average", *self.benchmarks], rows)

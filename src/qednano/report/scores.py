@@ -244,7 +244,8 @@ def relate_to_direct(summaries: list[Summary]) -> None:
 class Standing:
     """One system on the leaderboard: its score per benchmark and their average."""
 
-    rank: int
+    rank: int | None
+    """1 for the best average; None for a system with no score (nothing graded), listed last unranked."""
     model: str
     scaffold: str
     judge: str
@@ -254,7 +255,7 @@ class Standing:
 
 
 def leaderboard(summaries: list[Summary]) -> list[Standing]:
-    """Systems ranked by their average score over the benchmarks they were run on."""
+    """Systems ranked by their average score over the benchmarks they were run on; unscored ones last, unranked."""
     systems: dict[tuple[str, str, str], dict[str, Score]] = defaultdict(dict)
     for s in summaries:
         systems[(s.model, s.scaffold, s.judge)][s.benchmark] = s.score
@@ -263,7 +264,7 @@ def leaderboard(summaries: list[Summary]) -> list[Standing]:
         means = [sc.mean for sc in scores.values() if sc.mean is not None]
         rows.append((model, scaffold, judge, scores, statistics.fmean(means) if means else None))
     rows.sort(key=lambda r: (r[4] is None, -(r[4] or 0.0), r[0], r[1]))
-    return [Standing(i + 1, *row) for i, row in enumerate(rows)]
+    return [Standing(i + 1 if row[4] is not None else None, *row) for i, row in enumerate(rows)]
 
 
 @dataclass

@@ -3,10 +3,16 @@
 Runs -> problems -> attempts -> the full transcript (every call: step, messages, reasoning,
 text, tokens) -> the judge's explanation and points, with filters by score, flag and
 subset. The file works offline: KaTeX (JS, CSS, woff2 fonts as data URIs) and the viewer's
-own script (`viewer_assets/`) are inlined. Model text is data, never markup: the records go
-in as JSON inside a `<script type="application/json">` with `<`, `>` and `&` escaped, the
-script builds every node with `textContent`, and a Content-Security-Policy allows only the
-page's own scripts (by hash), so neither a `<script>` nor an `onerror=` in a proof can run.
+own scripts (`viewer_assets/`: `markdown.js` shows texts as Markdown with math, `viewer.js`
+the pages) are inlined. Model text is data, never markup: the records go in as JSON inside a
+`<script type="application/json">` with `<`, `>` and `&` escaped, the scripts build every node
+with `textContent`, and a Content-Security-Policy allows only the page's own scripts (by hash),
+so neither a `<script>` nor an `onerror=` in a proof can run.
+
+The JSON stores each text once: proofs, call texts, reasoning, message contents and judge
+explanations are indices into one `texts` list (a proof is also its last call's text, and
+RSA's prompts repeat the candidates), and each run directory's attempts are stored once
+(`runs`), shared by the cells of its judges, each of which adds only its grades.
 """
 
 from __future__ import annotations
@@ -21,7 +27,7 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
-from qednano.records import Completion
+from qednano.records import Attempt, Completion, Grade
 from qednano.report.scores import CellRecords, Summary
 
 ASSETS = Path(__file__).with_name("viewer_assets")
@@ -31,7 +37,7 @@ MAX_CHARS = 200_000
 
 def render_html(cells: list[CellRecords], summaries: list[Summary], title: str, max_chars: int = MAX_CHARS) -> str:
     data = viewer_data(cells, summaries, title, max_chars)
-    scripts = [asset("katex.min.js"), asset("auto-render.min.js"), asset("viewer.js")]
+    scripts = [asset("katex.min.js"), asset("markdown.js"), asset("viewer.js")]
     hashes = " ".join(f"'sha256-{base64.b64encode(hashlib.sha256(s.encode()).digest()).decode()}'" for s in scripts)
     policy = f"default-src 'none'; script-src {hashes}; style-src 'unsafe-inline'; font-src data:; img-src data:"
     body_scripts = "\n".join(f"<script>{s}</script>" for s in scripts)
@@ -76,18 +82,63 @@ def clip(text: str, max_chars: int) -> str:
     return f"{text[:half]}\n\n[... {len(text) - 2 * half:,} characters cut by the viewer ...]\n\n{text[-half:]}"
 
 
-def completion_data(c: Completion, max_chars: int) -> dict[str, Any]:
+class Texts:
+    """The page's text table: each distinct text stored once, referred to by its index."""
+
+    def __init__(self, max_chars: int) -> None:
+        self.max_chars = max_chars
+        self.items: list[str] = []
+        self.index: dict[str, int] = {}
+
+    def ref(self, text: str) -> int:
+        found = self.index.get(text)
+        if found is None:
+            found = self.index[text] = len(self.items)
+            self.items.append(clip(text, self.max_chars))
+        return found
+
+
+def completion_data(c: Completion, texts: Texts) -> dict[str, Any]:
     data = c.model_dump(mode="json")
-    data["text"] = clip(c.text, max_chars)
-    data["reasoning"] = clip(c.reasoning, max_chars)
+    data["text"] = texts.ref(c.text)
+    data["reasoning"] = texts.ref(c.reasoning)
     data["messages"] = [
-        {**m, "content": clip(m["content"], max_chars)} if isinstance(m.get("content"), str) else m for m in c.messages
+        {**m, "content": texts.ref(m["content"])} if isinstance(m.get("content"), str) else m for m in c.messages
     ]
     return data
 
 
+def attempt_data(a: Attempt, texts: Texts) -> dict[str, Any]:
+    return {
+        "id": a.id,
+        "problem_id": a.problem_id,
+        "sample": a.sample,
+        "proof": texts.ref(a.proof),
+        "truncated": a.truncated,
+        "input_tokens": a.input_tokens,
+        "output_tokens": a.output_tokens,
+        "cost": a.cost,
+        "human_points": a.human_points,
+        "transcript": [completion_data(c, texts) for c in a.transcript],
+    }
+
+
+def grade_data(g: Grade, texts: Texts) -> dict[str, Any]:
+    return {
+        "judge": g.judge,
+        "points": g.points,
+        "max_points": g.max_points,
+        "explanation": texts.ref(g.explanation),
+        "flags": g.flags,
+        "transcript": [completion_data(c, texts) for c in g.transcript],
+    }
+
+
 def viewer_data(cells: list[CellRecords], summaries: list[Summary], title: str, max_chars: int) -> dict[str, Any]:
     problems: dict[str, dict[str, Any]] = {}
+    texts = Texts(max_chars)
+    runs: dict[Path, int] = {}
+    run_attempts: list[list[dict[str, Any]]] = []
     out_cells = []
     for cell, summary in zip(cells, summaries, strict=True):
         bench = problems.setdefault(cell.benchmark, {})
@@ -105,33 +156,10 @@ def viewer_data(cells: list[CellRecords], summaries: list[Summary], title: str, 
                     "category": str(p.metadata.get("category", "")),
                 },
             )
-        attempts = []
-        for a in sorted(cell.attempts, key=lambda a: (a.problem_id, a.sample)):
-            grade = cell.grades.get(a.id)
-            attempts.append(
-                {
-                    "id": a.id,
-                    "problem_id": a.problem_id,
-                    "sample": a.sample,
-                    "proof": clip(a.proof, max_chars),
-                    "truncated": a.truncated,
-                    "input_tokens": a.input_tokens,
-                    "output_tokens": a.output_tokens,
-                    "cost": a.cost,
-                    "human_points": a.human_points,
-                    "transcript": [completion_data(c, max_chars) for c in a.transcript],
-                    "grade": None
-                    if grade is None
-                    else {
-                        "judge": grade.judge,
-                        "points": grade.points,
-                        "max_points": grade.max_points,
-                        "explanation": clip(grade.explanation, max_chars),
-                        "flags": grade.flags,
-                        "transcript": [completion_data(c, max_chars) for c in grade.transcript],
-                    },
-                }
-            )
+        attempts = sorted(cell.attempts, key=lambda a: (a.problem_id, a.sample))
+        if cell.path not in runs:
+            runs[cell.path] = len(run_attempts)
+            run_attempts.append([attempt_data(a, texts) for a in attempts])
         out_cells.append(
             {
                 "benchmark": cell.benchmark,
@@ -146,10 +174,11 @@ def viewer_data(cells: list[CellRecords], summaries: list[Summary], title: str, 
                 "truncation_rate": summary.truncation_rate,
                 "output_tokens": summary.output_tokens,
                 "cost": summary.cost,
-                "attempts": attempts,
+                "run": runs[cell.path],
+                "grades": {a.id: grade_data(cell.grades[a.id], texts) for a in attempts if a.id in cell.grades},
             }
         )
-    return {"title": title, "problems": problems, "cells": out_cells}
+    return {"title": title, "problems": problems, "texts": texts.items, "runs": run_attempts, "cells": out_cells}
 
 
 def asset(name: str) -> str:

@@ -17,7 +17,6 @@ lost or duplicated however the servers fail and however often the process dies:
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import random
@@ -33,7 +32,8 @@ from typing import Any
 
 import yaml
 
-from qednano.records import Attempt, Completion, Grade, Problem
+from qednano.llm.cache import prompt_digest
+from qednano.records import Attempt, Grade, Problem
 from qednano.store import read_jsonl
 from qednano.testing.fake_server import FakeServer, ScriptedReply
 
@@ -59,8 +59,7 @@ def fault_mix(rate: float, *, kinds: tuple[str, ...] = (*TRANSIENT, "unclosed_re
 
 def digest(body: dict[str, Any]) -> str:
     """sha256 of the model and the messages of a request (or of a recorded Completion)."""
-    blob = json.dumps([body.get("model"), body.get("messages")], sort_keys=True, ensure_ascii=False)
-    return hashlib.sha256(blob.encode()).hexdigest()
+    return prompt_digest(body.get("model"), body.get("messages"))
 
 
 def reply(body: dict[str, Any]) -> ScriptedReply:
@@ -253,7 +252,7 @@ def records(run: Path) -> Counter[str]:
 
 
 def cache_rows(run: Path) -> dict[tuple[str, str], str]:
-    """(cell, cache key) -> the stored completion JSON, over every cell's call cache."""
+    """(cell, cache key) -> the request's `digest()`, a space, and the stored completion JSON, over every cell."""
     rows = {}
     for cell in cells(run):
         db_path = cell / "calls.sqlite"
@@ -261,16 +260,18 @@ def cache_rows(run: Path) -> dict[tuple[str, str], str]:
             continue
         db = sqlite3.connect(db_path)
         try:
-            for key, completion in db.execute("SELECT key, completion FROM calls"):
-                rows[str(cell), key] = completion
+            for key, completion, prompt in db.execute("SELECT key, completion, prompt FROM calls"):
+                rows[str(cell), key] = f"{prompt or digest(json.loads(completion))} {completion}"
         finally:
             db.close()
     return rows
 
 
 def contents(rows: dict[tuple[str, str], str]) -> Counter[str]:
-    """The request contents (model and messages, as `digest()`) of cached calls, with multiplicity."""
-    return Counter(digest(Completion.model_validate_json(c).model_dump()) for c in rows.values())
+    """The request contents (model and messages, as `digest()`) of cached calls, with multiplicity.
+
+    A row is `cache_rows()`'s digest and completion, or a completion JSON that holds its messages."""
+    return Counter(digest(json.loads(row)) if row.startswith("{") else row.split(" ", 1)[0] for row in rows.values())
 
 
 @dataclass

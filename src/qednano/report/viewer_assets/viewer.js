@@ -1,17 +1,42 @@
 /* qednano report viewer: runs -> problems -> attempts -> transcript -> grade.
  *
  * Reads the JSON embedded in <script type="application/json" id="qednano-data"> and builds
- * every node with createElement/textContent: model text is never parsed as HTML. Math is
- * typeset afterwards by KaTeX auto-render (trust off), which only reads text nodes.
+ * every node with createElement/textContent: model text is never parsed as HTML. Texts are
+ * shown as Markdown with math (markdown.js: DOM nodes, KaTeX with trust off), or raw.
  * Navigation is by location.hash: #/run/C, #/problem/C/PID, #/attempt/C/AID.
+ * Every class of the viewer starts with `qv-`, so its CSS never reaches KaTeX's own spans.
  */
 (function () {
   "use strict";
   var DATA = JSON.parse(document.getElementById("qednano-data").textContent);
+  hydrate(DATA);
   var app = document.getElementById("app");
   var filters = { min: "", max: "", flag: "", subset: "", math: "on" };
   var FILTER_KEYS = Object.keys(filters);
   var path = "";
+
+  /* The page stores each text once (DATA.texts, referred to by index) and each run's attempts
+   * once (DATA.runs), shared by the cells of its judges: put every cell's attempts back together. */
+  function hydrate(data) {
+    var T = data.texts;
+    function txt(ref) { return typeof ref === "number" ? T[ref] : ref; }
+    function calls(list) {
+      return list.map(function (c) {
+        return Object.assign({}, c, { text: txt(c.text), reasoning: txt(c.reasoning), messages: c.messages.map(function (m) {
+          return typeof m.content === "number" ? Object.assign({}, m, { content: T[m.content] }) : m;
+        }) });
+      });
+    }
+    var runs = data.runs.map(function (list) {
+      return list.map(function (a) { return Object.assign({}, a, { proof: txt(a.proof), transcript: calls(a.transcript) }); });
+    });
+    data.cells.forEach(function (cell) {
+      cell.attempts = runs[cell.run].map(function (a) {
+        var g = cell.grades[a.id];
+        return Object.assign({}, a, { grade: g ? Object.assign({}, g, { explanation: txt(g.explanation), transcript: calls(g.transcript) }) : null });
+      });
+    });
+  }
 
   function el(tag, attrs, children) {
     var node = document.createElement(tag);
@@ -33,8 +58,11 @@
     return el("a", { href: hash, text: text });
   }
 
+  /* A text field: Markdown with math (markdown.js) when rendering is on, else the raw text. */
   function textBlock(text, cls) {
-    return el("div", { class: "text math " + (cls || ""), text: text || "" });
+    var classes = "qv-text " + (cls ? "qv-" + cls : "");
+    if (filters.math !== "on" || !window.qvMarkdown) return el("div", { class: classes + " qv-raw", text: text || "" });
+    return el("div", { class: classes + " qv-md" }, window.qvMarkdown.render(text || ""));
   }
 
   function pct(value) {
@@ -46,10 +74,24 @@
     return score.std === null ? pct(score.mean) : pct(score.mean) + " ± " + pct(score.std);
   }
 
+  /* Points as people write them: whole numbers as they are, others to two decimals ("1.80 / 7"). */
+  function num(value) {
+    return Number.isInteger(value) ? String(value) : value.toFixed(2);
+  }
+
   function points(grade) {
     if (!grade) return "not graded";
     if (grade.points === null) return "ungraded";
-    return grade.points + " / " + grade.max_points;
+    return num(grade.points) + " / " + grade.max_points;
+  }
+
+  function human(attempt, problem) {
+    return attempt.human_points === null || attempt.human_points === undefined ? "–"
+      : num(attempt.human_points) + " / " + (problem.max_points || 7);
+  }
+
+  function hasHuman(attempts) {
+    return attempts.some(function (a) { return a.human_points !== null && a.human_points !== undefined; });
   }
 
   function fractionOf(grade) {
@@ -99,11 +141,11 @@
     var math = el("input", { type: "checkbox", id: "filter-math" });
     math.checked = filters.math === "on";
     math.addEventListener("change", function () { setFilter("math", math.checked ? "on" : "off"); });
-    return el("div", { class: "filters" }, [
+    return el("div", { class: "qv-filters" }, [
       el("label", {}, ["score % from ", input("min", "0"), " to ", input("max", "100")]),
       el("label", {}, ["flag ", select("flag", ["", "(any)", "(none)"].concat(Object.keys(flags).sort()))]),
       el("label", {}, ["subset ", select("subset", [""].concat(Object.keys(subsets).filter(Boolean).sort()))]),
-      el("label", {}, [math, " render math"]),
+      el("label", {}, [math, " render math and Markdown"]),
     ]);
   }
 
@@ -132,11 +174,11 @@
   function crumbs(parts) {
     var nodes = [link("#/", "runs")];
     parts.forEach(function (p) { nodes.push(" › ", p); });
-    return el("nav", { class: "crumbs" }, nodes);
+    return el("nav", { class: "qv-crumbs" }, nodes);
   }
 
   function table(head, rows) {
-    return el("table", {}, [
+    return el("table", { class: "qv-table" }, [
       el("thead", {}, [el("tr", {}, head.map(function (h) { return el("th", { text: h }); }))]),
       el("tbody", {}, rows.map(function (cells) {
         return el("tr", {}, cells.map(function (c) {
@@ -162,6 +204,7 @@
     var byProblem = {};
     cell.attempts.forEach(function (a) { (byProblem[a.problem_id] = byProblem[a.problem_id] || []).push(a); });
     var rows = [];
+    var withHuman = hasHuman(cell.attempts);
     Object.keys(byProblem).forEach(function (pid) {
       var attempts = byProblem[pid];
       var scores = attempts.map(function (a) { return fractionOf(a.grade); }).filter(function (s) { return s !== null; });
@@ -170,13 +213,16 @@
       attempts.forEach(function (a) { (a.grade ? a.grade.flags : []).forEach(function (f) { if (flags.indexOf(f) < 0) flags.push(f); }); });
       var problem = problemOf(cell, pid);
       if (!passes(mean, flags, problem.subset || "")) return;
-      rows.push([link("#/problem/" + ci + "/" + enc(pid), pid), problem.subset || "", problem.category || "", pct(mean),
-        attempts.map(function (a) { return points(a.grade); }).join(", "), flags.join(", ")]);
+      var row = [link("#/problem/" + ci + "/" + enc(pid), pid), problem.subset || "", problem.category || "", pct(mean),
+        attempts.map(function (a) { return points(a.grade); }).join(", ")];
+      if (withHuman) row.push(attempts.map(function (a) { return human(a, problem); }).join(", "));
+      rows.push(row.concat([flags.join(", ")]));
     });
     return [crumbs([cell.benchmark + ": " + cell.model + " / " + cell.scaffold]), filterBar(cell),
       el("h2", { text: cell.model + " / " + cell.scaffold + " on " + cell.benchmark + " — " + scoreText(cell.score) + "%" }),
       el("p", { text: rows.length + " problems shown" }),
-      table(["Problem", "Subset", "Category", "Mean %", "Points per run", "Flags"], rows)];
+      table(["Problem", "Subset", "Category", "Mean %", "Points per run"].concat(withHuman ? ["Human points per run"] : [],
+        ["Flags"]), rows)];
   }
 
   function viewProblem(ci, pid) {
@@ -188,7 +234,7 @@
     }).map(function (a) {
       return [link("#/attempt/" + ci + "/" + enc(a.id), a.id), points(a.grade), (a.grade ? a.grade.flags : []).join(", "),
         a.truncated ? "yes" : "", String(a.output_tokens), "$" + a.cost.toFixed(4),
-        a.human_points === null ? "" : String(a.human_points)];
+        human(a, problem)];
     });
     var parts = [crumbs([link("#/run/" + ci, cell.model + " / " + cell.scaffold), pid]), filterBar(cell),
       el("h2", { text: pid }), el("h3", { text: "Problem" }), textBlock(problem.statement)];
@@ -203,18 +249,18 @@
   function completion(c, i) {
     var messages = (c.messages || []).map(function (m) {
       var content = typeof m.content === "string" ? m.content : JSON.stringify(m.content);
-      return el("div", { class: "message role-" + String(m.role).replace(/[^a-z]/g, "") }, [
-        el("div", { class: "role", text: m.role }), textBlock(content)]);
+      return el("div", { class: "qv-message qv-role-" + String(m.role).replace(/[^a-z]/g, "") }, [
+        el("div", { class: "qv-role", text: m.role }), textBlock(content)]);
     });
     var meta = [c.model, c.input_tokens + " in / " + c.output_tokens + " out tokens", "$" + Number(c.cost).toFixed(4),
       "finish: " + (c.finish_reason || "–")];
     if (c.truncated) meta.push("TRUNCATED");
     if (c.cached) meta.push("from cache");
-    var body = [el("div", { class: "meta", text: meta.join(" · ") }),
+    var body = [el("div", { class: "qv-meta", text: meta.join(" · ") }),
       el("details", {}, [el("summary", { text: "Messages (" + messages.length + ")" })].concat(messages))];
     if (c.reasoning) body.push(el("details", {}, [el("summary", { text: "Reasoning" }), textBlock(c.reasoning, "reasoning")]));
-    body.push(el("div", { class: "role", text: "output" }), textBlock(c.text, "output"));
-    return el("section", { class: "call", id: "call-" + i }, [el("h4", { text: "Call " + (i + 1) + ": " + c.step })].concat(body));
+    body.push(el("div", { class: "qv-role", text: "output" }), textBlock(c.text, "output"));
+    return el("section", { class: "qv-call", id: "call-" + i }, [el("h4", { text: "Call " + (i + 1) + ": " + c.step })].concat(body));
   }
 
   function viewAttempt(ci, aid) {
@@ -225,13 +271,15 @@
     var grade = attempt.grade;
     var parts = [crumbs([link("#/run/" + ci, cell.model + " / " + cell.scaffold),
       link("#/problem/" + ci + "/" + enc(attempt.problem_id), attempt.problem_id), aid]),
-      el("h2", { text: "Attempt " + aid + " — " + points(grade) }),
+      el("h2", { text: "Attempt " + aid + " — " + points(grade) +
+        (hasHuman([attempt]) ? " (human: " + human(attempt, problem) + ")" : "") }),
       el("details", {}, [el("summary", { text: "Problem" }), textBlock(problem.statement)]),
       el("h3", { text: "Proof" }), textBlock(attempt.proof, "proof"),
       el("h3", { text: "Grade" })];
     if (grade) {
-      parts.push(el("div", { class: "grade", id: "grade" }, [
-        el("div", { class: "meta", text: "judge " + grade.judge + " · points " + points(grade) +
+      parts.push(el("div", { class: "qv-grade", id: "grade" }, [
+        el("div", { class: "qv-meta", text: "judge " + grade.judge + " · points " + points(grade) +
+          (hasHuman([attempt]) ? " · human points " + human(attempt, problem) : "") +
           (grade.flags.length ? " · flags: " + grade.flags.join(", ") : "") }),
         textBlock(grade.explanation, "explanation"),
         el("details", {}, [el("summary", { text: "Judge transcript (" + grade.transcript.length + " calls)" })]
@@ -253,23 +301,10 @@
       else if (parts[0] === "attempt" && DATA.cells[+parts[1]]) view = viewAttempt(+parts[1], decodeURIComponent(parts.slice(2).join("/")));
       else view = viewRuns();
     } catch (err) {
-      view = [el("p", { class: "error", text: "viewer error: " + err })];
+      view = [el("p", { class: "qv-error", text: "viewer error: " + err })];
     }
     app.replaceChildren.apply(app, view);
     app.setAttribute("data-view", parts[0] || "runs");
-    if (filters.math === "on" && window.renderMathInElement) {
-      window.renderMathInElement(app, {
-        delimiters: [
-          { left: "$$", right: "$$", display: true },
-          { left: "\\[", right: "\\]", display: true },
-          { left: "\\(", right: "\\)", display: false },
-          { left: "$", right: "$", display: false },
-        ],
-        throwOnError: false,
-        trust: false,
-        ignoredClasses: ["meta", "role"],
-      });
-    }
   }
 
   document.title = DATA.title;
