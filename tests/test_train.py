@@ -327,3 +327,55 @@ def test_rc_training_steps_through_trl(tiny: Path, tmp_path: Path) -> None:
         out = run_rc(RCRecipe.model_validate(data))
         assert server.requests == 2 * 2  # 2 groups x 2 turns of summaries; the judge never ran (nothing closed)
     assert (out / "model.safetensors").is_file()
+
+
+def test_the_qed_nano_loss_is_the_token_sum_over_the_samples(tiny: Path, tmp_path: Path) -> None:
+    """On-policy the ratio is 1, so the original's loss is -sum(A x tokens) / samples - coef x sum(entropy) / samples."""
+    import torch
+
+    from qednano.train.grpo import build_trainer
+
+    with FakeServer(judge_replies) as server:
+        recipe = GRPORecipe.model_validate(grpo_recipe(tiny, tmp_path, server.url, loss="qed-nano"))
+        trainer = build_trainer(recipe)
+    torch.manual_seed(0)
+    b, p, c = 4, 5, 7
+    mask = torch.ones(b, c, dtype=torch.long)
+    mask[0, 3:] = 0
+    mask[2, 5:] = 0
+    inputs = {
+        "prompt_ids": torch.randint(3, 300, (b, p)),
+        "prompt_mask": torch.ones(b, p, dtype=torch.long),
+        "completion_ids": torch.randint(3, 300, (b, c)),
+        "completion_mask": mask,
+        "advantages": torch.tensor([0.5, -0.25, 1.0, -1.25]),
+        "num_items_in_batch": mask.sum(),
+    }
+    trainer.model.train()
+    trainer.current_gradient_accumulation_steps = 1
+    loss = trainer._compute_loss(trainer.model, inputs)
+    entropy = (trainer._qed_entropies * mask).sum() / b
+    expected = -(inputs["advantages"][:, None] * mask).sum() / b - trainer.entropy_coef * entropy
+    assert trainer.entropy_coef == 1e-4 and loss.item() == pytest.approx(expected.item(), rel=1e-5)
+
+
+def test_assistant_only_loss_trains_the_assistant_turn_alone(tiny: Path, tmp_path: Path) -> None:
+    from qednano.train.sft import build_sft_trainer
+
+    data = write_jsonl(tmp_path / "sft.jsonl", sft_rows(4))
+    recipe = SFTRecipe(
+        model=str(tiny),
+        output_dir=str(tmp_path / "out"),
+        data={"path": str(data)},
+        trainer={"max_steps": 1, "packing": False, "max_length": 128},
+    )
+    row = build_sft_trainer(recipe).train_dataset[0]
+    labels = row.get("labels") or [
+        t if m else -100 for t, m in zip(row["input_ids"], row["assistant_masks"], strict=True)
+    ]
+    trained = [t for t, label in zip(row["input_ids"], labels, strict=True) if label != -100]
+    from transformers import AutoTokenizer
+
+    text = AutoTokenizer.from_pretrained(tiny).decode(trained)
+    assert 0 < len(trained) < len(row["input_ids"])
+    assert text.startswith("<think>") and "Prove" not in text and text.endswith("<|im_end|>")
