@@ -40,6 +40,7 @@ bench: install
 	$(PY) bench/chaos.py
 	$(PY) bench/crash.py
 	$(PY) bench/decontaminate.py
+	OMP_NUM_THREADS=1 $(PY) bench/train_cpu.py
 
 clean:
 	rm -rf $(VENV) .cache runs
