@@ -379,3 +379,12 @@ def test_assistant_only_loss_trains_the_assistant_turn_alone(tiny: Path, tmp_pat
     text = AutoTokenizer.from_pretrained(tiny).decode(trained)
     assert 0 < len(trained) < len(row["input_ids"])
     assert text.startswith("<think>") and "Prove" not in text and text.endswith("<|im_end|>")
+
+
+def test_rc_refuses_vllm_generation_it_does_not_do(tmp_path: Path) -> None:
+    from qednano.config import ConfigError
+    from qednano.train.rc import run_rc
+
+    recipe = cfg.load("rc/qed-nano", [f"output_dir={tmp_path}", "trainer.use_vllm=true"], RCRecipe)
+    with pytest.raises(ConfigError, match="use_vllm"):
+        run_rc(recipe)

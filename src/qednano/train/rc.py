@@ -19,6 +19,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from qednano.config import ConfigError
 from qednano.llm.cache import CallCache
 from qednano.llm.client import LLM, attempt_scope
 from qednano.prompts import render, template
@@ -174,6 +175,11 @@ def hf_generate(trainer: Any) -> Generate:
 
 def run_rc(recipe: RCRecipe) -> Path:
     """Train with Reasoning-Cache rollouts, resuming from the last checkpoint when there is one."""
+    if recipe.trainer.get("use_vllm"):
+        raise ConfigError(
+            "trainer.use_vllm: `qednano rc` generates its states and groups with transformers; "
+            "vLLM generation inside the reasoning-cache rollout is not wired yet (set use_vllm: false)"
+        )
     Path(recipe.output_dir).mkdir(parents=True, exist_ok=True)
     summarizer = LLM(recipe.models.summarizer, CallCache(Path(recipe.output_dir) / "summarizer_calls.sqlite"))
     rollout = RCRollout({}, summarizer, recipe.rc, None, seed=int(recipe.trainer.get("seed", 42)))
