@@ -219,15 +219,7 @@ def test_rc_rollout_builds_states_and_groups(tiny: Path) -> None:
 
     with FakeServer(summarize) as server:
         llm = LLM(ModelConfig(model="summarizer", base_urls=[server.url], max_retries=0))
-        rollout = RCRollout(
-            {},
-            llm,
-            RCSettings(turns=3, turn_max_tokens=32),
-            tokenizer,
-            seed=7,
-            generate=policy,
-            max_completion_length=64,
-        )
+        rollout = RCRollout(llm, RCSettings(turns=3, turn_max_tokens=32), tokenizer, seed=7, max_completion_length=64)
         prompts = []
         for p in problems:
             rollout.register(f"ask {p.statement}", p)
@@ -235,7 +227,7 @@ def test_rc_rollout_builds_states_and_groups(tiny: Path) -> None:
         import asyncio
 
         loop = asyncio.new_event_loop()
-        out = rollout.rollout(prompts, 4, step=0, run=loop.run_until_complete)
+        out = rollout.rollout(prompts, 4, step=0, run=loop.run_until_complete, generate=policy)
         loop.close()
     assert len(summaries) == 3 * 2  # one summary per turn per group
     assert generated == [(2, 32)] * 3 + [(8, 64)]  # 3 state-building turns, then the groups from their states

@@ -7,6 +7,7 @@ the line (or row) and the field, before any model is loaded.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any, TypeVar
 
 from pydantic import BaseModel, ValidationError
@@ -14,7 +15,7 @@ from pydantic import BaseModel, ValidationError
 from qednano.benchmarks.rows import Row, read_rows
 from qednano.config import ConfigError
 from qednano.data.schema import RLProblem, SFTExample
-from qednano.grading.rubrics import normalise_rubric
+from qednano.grading.rubrics import rubric_text
 from qednano.train.recipes import TrainingData
 
 T = TypeVar("T", bound=BaseModel)
@@ -34,29 +35,32 @@ def mapped(row: Row, columns: dict[str, str], schema: type[BaseModel]) -> dict[s
     return out
 
 
-def parse(rows: list[Row], columns: dict[str, str], schema: type[T]) -> list[T]:
-    out = []
-    for row in rows:
-        values = mapped(row, columns, schema)
-        if schema is RLProblem:
-            values = {k: v for k, v in values.items() if v is not None}
-            if "rubric" in values:
-                values["rubric"] = normalise_rubric(values["rubric"], int(values.get("max_points", 7)))
-            values.setdefault("problem_id", str(row.values.get("id", row.where)))
-        try:
-            out.append(schema.model_validate(values))
-        except ValidationError as err:
-            fields = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in err.errors())
-            raise ConfigError(f"{row.where}: {fields}") from None
-    return out
+def rl_values(values: dict[str, Any], row: Row) -> dict[str, Any]:
+    """An RL row's values as RLProblem takes them: blanks dropped, the rubric cell through `rubric_text`."""
+    values = {k: v for k, v in values.items() if v is not None}
+    if "rubric" in values:
+        values["rubric"] = rubric_text(values["rubric"], int(values.get("max_points", 7)))
+    values.setdefault("problem_id", str(row.values.get("id", row.where)))
+    return values
 
 
-def read_set(data: TrainingData, schema: type[T]) -> list[T]:
+def read_set(
+    data: TrainingData, schema: type[T], prepare: Callable[[dict[str, Any], Row], dict[str, Any]] | None = None
+) -> list[T]:
+    """Every row of the set as `schema`; a row that does not fit names its place and fields."""
     rows = read_rows(data.path, data.hub, data.split, data.revision)
     rows = rows[: data.limit] if data.limit else rows
     if not rows:
         raise ConfigError(f"{data.path or data.hub}: the training set is empty")
-    return parse(rows, data.columns, schema)
+    out = []
+    for row in rows:
+        values = mapped(row, data.columns, schema)
+        try:
+            out.append(schema.model_validate(prepare(values, row) if prepare else values))
+        except ValidationError as err:
+            fields = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in err.errors())
+            raise ConfigError(f"{row.where}: {fields}") from None
+    return out
 
 
 def read_sft_set(data: TrainingData) -> list[SFTExample]:
@@ -72,7 +76,7 @@ def read_sft_set(data: TrainingData) -> list[SFTExample]:
 
 def read_rl_set(data: TrainingData) -> list[RLProblem]:
     """RL problems; ids must be unique (rewards look problems up by id)."""
-    problems = read_set(data, RLProblem)
+    problems = read_set(data, RLProblem, rl_values)
     seen: set[str] = set()
     for p in problems:
         if p.problem_id in seen:

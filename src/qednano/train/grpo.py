@@ -79,7 +79,7 @@ def judge_reward(recipe: GRPORecipe, problems: list[Problem]) -> JudgeReward:
     return JudgeReward({p.id: p for p in problems}, recipe.reward.judge, llm, recipe.reward)
 
 
-def build_trainer(recipe: GRPORecipe, rollout_func: Any = None, copies: int = 1) -> Any:
+def build_trainer(recipe: GRPORecipe, copies: int = 1) -> Any:
     """The GRPOTrainer of a recipe: policy, RL set prompts, the judge reward, the chosen loss."""
     from datasets import Dataset
     from trl import GRPOConfig, GRPOTrainer
@@ -95,7 +95,6 @@ def build_trainer(recipe: GRPORecipe, rollout_func: Any = None, copies: int = 1)
         args=args,
         train_dataset=Dataset.from_list(prompt_rows(problems, recipe.prompt, copies)),
         processing_class=tokenizer,
-        rollout_func=rollout_func,
     )
 
 

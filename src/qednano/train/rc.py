@@ -41,24 +41,16 @@ class RCRollout:
     """TRL `rollout_func(prompts, trainer) -> {prompt_ids, completion_ids, logprobs, rc_state}`."""
 
     def __init__(
-        self,
-        problems: dict[str, Problem],
-        summarizer: LLM,
-        settings: RCSettings,
-        tokenizer: Any,
-        *,
-        seed: int = 0,
-        generate: Generate | None = None,
-        max_completion_length: int = 256,
+        self, summarizer: LLM, settings: RCSettings, tokenizer: Any, *, seed: int = 0, max_completion_length: int = 256
     ) -> None:
         self.by_prompt: dict[str, Problem] = {}
-        self.problems = problems
         self.summarizer = summarizer
         self.settings = settings
         self.tokenizer = tokenizer
         self.seed = seed
-        self.generate = generate
         self.max_completion_length = max_completion_length
+        self.generate: Generate | None = None
+        self.loop: asyncio.AbstractEventLoop | None = None
         self.solve = template(settings.solve_prompt)
         self.summarize = template(settings.summarize_prompt)
 
@@ -86,37 +78,37 @@ class RCRollout:
 
         return list(await asyncio.gather(*(one(i, p) for i, p in enumerate(problems))))
 
-    def states(self, step: int, problems: list[Problem], run: Callable[[Any], Any]) -> list[list[str]]:
+    def states(
+        self, step: int, problems: list[Problem], run: Callable[[Any], Any], generate: Generate
+    ) -> list[list[str]]:
         """Per problem: the summaries of states 0..turns (state 0 is the empty summary)."""
         summaries = [""] * len(problems)
         states = [[""] for _ in problems]
         limit = self.settings.turn_max_tokens or self.max_completion_length
         for turn in range(1, self.settings.turns + 1):
             prompts = [self.state_prompt(p, s) for p, s in zip(problems, summaries, strict=True)]
-            texts = [self.tokenizer.decode(ids, skip_special_tokens=True) for ids in self.policy(prompts, limit)]
+            texts = [self.tokenizer.decode(ids, skip_special_tokens=True) for ids in generate(prompts, limit)]
             summaries = run(self.summaries(step, problems, summaries, turn, texts))
             for i, s in enumerate(summaries):
                 states[i].append(s)
         return states
 
-    def policy(self, prompts: list[list[int]], max_new_tokens: int) -> list[list[int]]:
-        assert self.generate is not None
-        return self.generate(prompts, max_new_tokens)
-
     def pick(self, step: int, group: int, problem: Problem) -> int:
         digest = hashlib.sha256(f"{self.seed}/{step}/{group}/{problem.id}".encode()).digest()
         return random.Random(digest).randrange(self.settings.turns + 1)
 
-    def rollout(self, prompts: list[Any], num_generations: int, step: int, run: Callable[[Any], Any]) -> dict[str, Any]:
+    def rollout(
+        self, prompts: list[Any], num_generations: int, step: int, run: Callable[[Any], Any], generate: Generate
+    ) -> dict[str, Any]:
         if len(prompts) % num_generations:
             raise ValueError(f"{len(prompts)} prompts do not split into groups of {num_generations}")
         groups = [prompts[i : i + num_generations] for i in range(0, len(prompts), num_generations)]
         problems = [self.by_prompt[prompt_text(g[0])] for g in groups]
-        states = self.states(step, problems, run)
+        states = self.states(step, problems, run, generate)
         chosen = [self.pick(step, g, p) for g, p in enumerate(problems)]
         state_ids = [self.state_prompt(p, states[g][chosen[g]]) for g, p in enumerate(problems)]
         rows = [ids for ids in state_ids for _ in range(num_generations)]
-        completions = self.policy(rows, self.max_completion_length)
+        completions = generate(rows, self.max_completion_length)
         return {
             "prompt_ids": rows,
             "completion_ids": completions,
@@ -129,16 +121,17 @@ class RCRollout:
         # async judge reward in a thread), else one of ours.
         loop = getattr(trainer, "async_loop", None)
         if loop is None:
-            self._loop = getattr(self, "_loop", None) or asyncio.new_event_loop()
+            self.loop = self.loop or asyncio.new_event_loop()
+        own = self.loop
 
         def run(coro: Any) -> Any:
-            return (
-                asyncio.run_coroutine_threadsafe(coro, loop).result() if loop else self._loop.run_until_complete(coro)
-            )
+            if loop is not None:
+                return asyncio.run_coroutine_threadsafe(coro, loop).result()
+            assert own is not None
+            return own.run_until_complete(coro)
 
-        if self.generate is None:
-            self.generate = hf_generate(trainer)
-        return self.rollout(prompts, trainer.num_generations, trainer.state.global_step, run)
+        self.generate = self.generate or hf_generate(trainer)
+        return self.rollout(prompts, trainer.num_generations, trainer.state.global_step, run, self.generate)
 
 
 def prompt_text(prompt: Any) -> str:
@@ -182,11 +175,16 @@ def run_rc(recipe: RCRecipe) -> Path:
         )
     Path(recipe.output_dir).mkdir(parents=True, exist_ok=True)
     summarizer = LLM(recipe.models.summarizer, CallCache(Path(recipe.output_dir) / "summarizer_calls.sqlite"))
-    rollout = RCRollout({}, summarizer, recipe.rc, None, seed=int(recipe.trainer.get("seed", 42)))
-    trainer = build_trainer(recipe, rollout_func=rollout, copies=recipe.rc.states_per_problem)
-    rollout.tokenizer = trainer.processing_class
-    rollout.max_completion_length = trainer.max_completion_length
+    trainer = build_trainer(recipe, copies=recipe.rc.states_per_problem)
+    rollout = RCRollout(
+        summarizer,
+        recipe.rc,
+        trainer.processing_class,
+        seed=trainer.args.seed,
+        max_completion_length=trainer.max_completion_length,
+    )
+    problems = trainer.reward_funcs[0].problems
     for row in trainer.train_dataset:
-        problem = trainer.reward_funcs[0].problems[row["problem_id"]]
-        rollout.register(prompt_text(row["prompt"]), problem)
+        rollout.register(prompt_text(row["prompt"]), problems[row["problem_id"]])
+    trainer.rollout_func = rollout  # TRL reads it at each generation step
     return train(trainer, recipe)
