@@ -36,7 +36,10 @@ from qednano.grading.rubrics import RUBRICS_FILE
 from qednano.llm.client import LLM
 from qednano.prompts import PromptError
 from qednano.store import RunDir
+from qednano.train.grpo import run_grpo
+from qednano.train.rc import run_rc
 from qednano.train.recipes import GRPORecipe, RCRecipe, SFTRecipe
+from qednano.train.sft import run_sft
 
 console = Console(stderr=True, soft_wrap=not sys.stderr.isatty())
 """Errors, progress and summaries go to stderr; in a pipe or a file lines are never wrapped at 80 columns."""
@@ -262,24 +265,6 @@ def cmd_train(run: Callable[[Any], Path]) -> Callable[[Any], int]:
         return EXIT_OK
 
     return command
-
-
-def run_sft(recipe: SFTRecipe) -> Path:
-    from qednano.train.sft import run_sft as run
-
-    return run(recipe)
-
-
-def run_grpo(recipe: GRPORecipe) -> Path:
-    from qednano.train.grpo import run_grpo as run
-
-    return run(recipe)
-
-
-def run_rc(recipe: RCRecipe) -> Path:
-    from qednano.train.rc import run_rc as run
-
-    return run(recipe)
 
 
 COMMANDS: dict[str, tuple[type[BaseModel], Callable[[Any], int], str]] = {
