@@ -4,7 +4,7 @@ PY := $(VENV)/bin/python
 # A CPU build of torch lies on this kind of machine; on a GPU machine set TORCH=torch.
 TORCH ?= torch==2.13.0
 
-.PHONY: install demo test test-deps lint bench clean
+.PHONY: install demo test test-deps lint bench clean prover miniature
 
 $(VENV)/.installed: pyproject.toml
 	python3 -m venv $(VENV)
@@ -15,9 +15,29 @@ $(VENV)/.installed: pyproject.toml
 
 install: $(VENV)/.installed
 
-# The built-in offline run: a tiny local model, the demo problems, every stage (about 35 s on 2 CPU cores).
+# The main job, offline: the shipped built-in prover with the direct, Reasoning Cache and RSA
+# scaffolds on held-out built-in problems, the exact judge, the report and the viewer.
 demo: install
-	$(VENV)/bin/qednano demo
+	$(VENV)/bin/qednano eval builtin/eval
+
+# The built-in prover, trained from scratch by the project's own commands (README, "The built-in
+# prover"): teacher proofs -> grades -> SFT and RL sets -> SFT -> GRPO -> RC, then the three
+# checkpoints are copied into the package, where recipes/models/builtin-prover.yaml finds them.
+PROVER := src/qednano/recipes/builtin/prover
+PROVER_FILES := model.safetensors config.json generation_config.json tokenizer.json tokenizer_config.json chat_template.jinja
+prover: install
+	$(VENV)/bin/qednano generate builtin/teacher
+	$(VENV)/bin/qednano grade builtin/teacher
+	$(VENV)/bin/qednano export builtin/export
+	OMP_NUM_THREADS=2 $(VENV)/bin/qednano sft builtin/sft
+	OMP_NUM_THREADS=2 $(VENV)/bin/qednano grpo builtin/grpo
+	OMP_NUM_THREADS=2 $(VENV)/bin/qednano rc builtin/rc
+	for stage in sft grpo rc; do mkdir -p $(PROVER)/$$stage && \
+		(cd runs/builtin-prover/$$stage && cp $(PROVER_FILES) $(CURDIR)/$(PROVER)/$$stage/); done
+
+# The paper in miniature: the three shipped checkpoints x direct, RC, RSA, 3 runs (README table).
+miniature: install
+	$(VENV)/bin/qednano eval builtin/miniature
 
 # System packages the tests use (headless Chromium for the HTML viewer test).
 test-deps:

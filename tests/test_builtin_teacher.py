@@ -149,7 +149,7 @@ def test_the_shipped_builtin_recipes_load() -> None:
     run = cfg.load("builtin/teacher", [], RunRecipe)
     assert run.problems.source == "builtin" and run.judges[0].kind == "builtin"
     assert run.models.policy is not None and run.models.policy.engine == "builtin-teacher"
-    evaluation = cfg.load("builtin/eval", [], EvalRecipe)
+    evaluation = cfg.load("builtin/teacher-eval", [], EvalRecipe)
     assert set(evaluation.scaffolds) == {"direct", "reasoning_cache", "rsa"}
     bench = evaluation.benchmarks["builtin"]
     assert bench.judge.kind == "builtin" and bench.problems.source == "builtin"
@@ -160,21 +160,21 @@ def test_the_shipped_builtin_recipes_load() -> None:
 
 def test_the_builtin_eval_runs_offline_with_three_scaffolds(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.chdir(tmp_path)
-    args = ["eval", "builtin/eval", "samples=1", "benchmarks.builtin.problems.count=6"]
+    args = ["eval", "builtin/teacher-eval", "samples=1", "benchmarks.builtin.problems.count=6"]
     assert main(args) == 0
-    report = json.loads((tmp_path / "runs" / "builtin-eval" / "report.json").read_text())
+    report = json.loads((tmp_path / "runs" / "builtin-teacher-eval" / "report.json").read_text())
     scores = {s["scaffold"]: s for s in report["summaries"]}
     assert set(scores) == {"direct", "reasoning_cache", "rsa"}
-    cell = tmp_path / "runs" / "builtin-eval" / "builtin" / "teacher" / "reasoning_cache"
+    cell = tmp_path / "runs" / "builtin-teacher-eval" / "builtin" / "teacher" / "reasoning_cache"
     assert len(grades(cell)) == 6 and all(g.points is not None for g in grades(cell))
 
 
 def test_reasoning_cache_lets_a_thinking_teacher_finish_what_one_turn_cannot(tmp_path: Path) -> None:
-    """Under 256 tokens a call, a difficulty-8 trace plus proof does not fit one turn; the summary's facts shorten the next trace."""
+    """Under 512 tokens a call, a difficulty-8 trace plus proof does not fit one turn; the summary's facts shorten the next trace."""
     model = {
         "engine": "builtin-teacher",
         "model": "builtin-teacher",
-        "max_tokens": 256,
+        "max_tokens": 512,
         "reasoning_delimiter": "</think>",
         "extra_body": {"think": True},
     }
@@ -194,5 +194,5 @@ def test_reasoning_cache_lets_a_thinking_teacher_finish_what_one_turn_cannot(tmp
         path.write_text(yaml.safe_dump(recipe))
         assert main(["generate", str(path)]) == 0 and main(["grade", str(path)]) == 0
         points[scaffold["name"]] = [g.points for g in grades(tmp_path / scaffold["name"])]
-    assert points["direct"] == [0.0] * 4
+    assert all(p < 7 for p in points["direct"])  # cut off: at most the milestones its partial proof reached
     assert points["reasoning_cache"] == [7.0] * 4

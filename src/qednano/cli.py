@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import inspect
+import json
 import logging
 import sys
 from collections.abc import Callable
@@ -20,6 +21,7 @@ from rich.console import Console
 from rich.logging import RichHandler
 from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+from rich.table import Table
 
 from qednano import __version__
 from qednano import config as cfg
@@ -91,6 +93,8 @@ def report_outcome(what: str, outcome: Outcome, llms: dict[str, LLM]) -> int:
     for item, reason in list(outcome.failed.items())[:10]:
         # ids and reasons carry data and server text: never read them as rich markup
         console.print(f"  [red]failed[/red] {escape(item)}: {escape(reason)}")
+    if len(outcome.failed) > 10:
+        console.print(f"  and {len(outcome.failed) - 10} more failed (`-v` logs each as it fails)")
     if outcome.failed:
         console.print("Run the same command again to retry the failed items.")
         return EXIT_FAILED
@@ -202,7 +206,29 @@ def cmd_eval(recipe: EvalRecipe) -> int:
         )
     for path in outcome.reports:
         console.print(f"report: {path}")
+    summary = next((p for p in outcome.reports if p.name == "report.json"), None)
+    if summary is not None:
+        console.print(results_table(json.loads(summary.read_text(encoding="utf-8"))["summaries"]))
     return status
+
+
+def results_table(summaries: list[dict[str, Any]]) -> Table:
+    """The eval's results: one row a cell, mean grade and std over runs, output tokens per problem (report.json)."""
+    table = Table(title="Results (mean over runs, std in brackets)")
+    for column in ("Benchmark", "Model", "Scaffold", "Grade (%)", "Runs", "Output tokens"):
+        table.add_column(column, justify="right" if column in ("Grade (%)", "Runs", "Output tokens") else "left")
+    for s in summaries:
+        mean, std = s["score"]["mean"], s["score"]["std"]
+        grade = "–" if mean is None else f"{100 * mean:.1f}" + ("" if std is None else f" ({100 * std:.1f})")
+        table.add_row(
+            escape(s["benchmark"]),
+            escape(s["model"]),
+            escape(s["scaffold"]),
+            grade,
+            str(s["runs"]),
+            f"{s['output_tokens']:.0f}",
+        )
+    return table
 
 
 def cmd_curate(recipe: CurateRecipe) -> int:

@@ -51,20 +51,21 @@ def recipe_roots(recipe: Path) -> list[Path]:
 
 
 def shipped(relative: str | Path) -> Path | None:
-    """The package's file at `relative` (a leading `recipes/` and a missing `.yaml` allowed), if there is one."""
+    """The package's file or folder at `relative` (a leading `recipes/` and a missing `.yaml` allowed), if there is one."""
     parts = Path(relative).parts
     rel = Path(*parts[1:]) if parts[:1] == ("recipes",) and len(parts) > 1 else Path(relative)
-    for candidate in (rel, rel.with_name(rel.name + ".yaml")):
-        path = PACKAGE_RECIPES / candidate
-        if not Path(relative).is_absolute() and path.is_file():
-            return path
-    return None
+    if Path(relative).is_absolute():
+        return None
+    files = [PACKAGE_RECIPES / rel, PACKAGE_RECIPES / rel.with_name(rel.name + ".yaml")]
+    return next((path for path in files if path.is_file()), None) or next(
+        (path for path in files[:1] if path.is_dir()), None
+    )
 
 
 def find_file(path: str | Path) -> Path:
-    """A file a recipe or a user names: from the current directory, else the package's copy, else as given."""
+    """A file or folder a recipe or a user names: from the current directory, else the package's copy, else as given."""
     given = Path(path)
-    return given if given.is_file() else shipped(given) or given
+    return given if given.exists() else shipped(given) or given
 
 
 def recipe_names(roots: list[Path] | None = None) -> dict[str, list[str]]:
@@ -80,8 +81,9 @@ def recipe_names(roots: list[Path] | None = None) -> dict[str, list[str]]:
 
 def find_recipe(recipe: str | Path) -> Path:
     """The recipe file a command argument names; an unknown name lists the run recipes that exist."""
-    path = find_file(recipe)
-    if path.is_file():
+    given = Path(recipe)
+    path = given if given.is_file() else shipped(given)
+    if path is not None and path.is_file():
         return path
     runs = [n for folder, found in recipe_names().items() if folder in (*RUN_FOLDERS, "runs") for n in found]
     raise ConfigError(

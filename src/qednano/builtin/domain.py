@@ -10,11 +10,16 @@ A statement (every token separated by spaces, one item a line):
 
 ```
 given : p12 p7 p33
-r1 : p12 p7 -> p40
-r2 : p40 -> p9
+rule : p40 by r1 from p12 p7
+rule : p9 by r2 from p40
 ...
 goal : p9
 ```
+
+A rule is written as the step it licenses (`rule : HEAD by NAME from BODY`), so a proof line,
+a search trace line and the rule they use read the same words in the same order: a model of
+a few million parameters finds and copies them by matching the words before (induction),
+where `NAME : BODY -> HEAD` asked it to look up a rule by the word at its end and copy back.
 
 A proof is one step a line, `FACT by RULE from PREMISES`, in an order where every premise is
 given or derived above, ending with `qed`:
@@ -51,7 +56,7 @@ MAX_DIFFICULTY = 10
 
 MAX_RULES = 99
 """Rule names stay below r100: the most rules an instance has is 2 * chain + traps + dead ends = 66 at difficulty 10."""
-SYNTAX = ("given", "goal", ":", "->", "by", "from", "qed", "need", "try", "got", "fail", "known", "none")
+SYNTAX = ("given", "rule", "goal", ":", "by", "from", "qed", "need", "try", "got", "fail", "known", "none")
 """The domain's own words besides fact and rule names (statements, proofs, search traces, summaries)."""
 
 
@@ -62,21 +67,21 @@ def vocabulary() -> list[str]:
 
 STEP = re.compile(r"^(p\d+)(?: by (\S+))?(?: from((?: p\d+)+))?$")
 """One proof line: fact, optional `by RULE`, optional `from PREMISES` (`check.py` judges what is missing)."""
-RULE = re.compile(r"^(r\d+) : ((?:p\d+ )+)-> (p\d+)$")
+RULE = re.compile(r"^rule : (p\d+) by (r\d+) from((?: p\d+)+)$")
 GIVEN = re.compile(r"^given :((?: p\d+)+)$")
 GOAL = re.compile(r"^goal : (p\d+)$")
 
 
 @dataclass(frozen=True)
 class Rule:
-    """`name : body -> head`."""
+    """`rule : head by name from body`."""
 
     name: str
     body: tuple[str, ...]
     head: str
 
     def line(self) -> str:
-        return f"{self.name} : {' '.join(self.body)} -> {self.head}"
+        return f"rule : {self.head} by {self.name} from {' '.join(self.body)}"
 
 
 @dataclass(frozen=True)
@@ -242,9 +247,9 @@ def parse_statement(text: str) -> Instance | None:
         line = " ".join(raw.split())
         if (m := GIVEN.match(line)) and given is None:
             given = tuple(m.group(1).split())
-        elif (m := RULE.match(line)) and m.group(1) not in seen:
-            seen.add(m.group(1))
-            rules.append(Rule(m.group(1), tuple(m.group(2).split()), m.group(3)))
+        elif (m := RULE.match(line)) and m.group(2) not in seen:
+            seen.add(m.group(2))
+            rules.append(Rule(m.group(2), tuple(m.group(3).split()), m.group(1)))
         elif (m := GOAL.match(line)) and goal is None:
             goal = m.group(1)
     if given is None or goal is None or not rules:

@@ -13,8 +13,9 @@ and writes it; with probability `error_rate` it makes one mistake of a kind draw
 - `distractor_step`: one valid but irrelevant step (a dead-end rule) is inserted;
 - `truncate`: the proof stops after a random number of steps, without `qed`.
 
-With `think`, the proof is preceded by a backward search trace (`need`, `try`, `fail`
-lines, dead ends included) and `</think>`: the reasoning that a model recipe with
+With `think`, the proof is preceded by a backward search trace (`need FACT`, `try STEP`,
+`got STEP`, `fail FACT` lines, each STEP written as the rule it tries, dead ends included)
+and `</think>`: the reasoning that a model recipe with
 `reasoning_delimiter: </think>` splits off, whose length grows with the traps on the way.
 A summarise request (the RC summariser's: a prompt with a `candidate :` line, as in
 `prompts/builtin_rc_summarize.md`, or a `### LATEST CANDIDATE SOLUTION` heading) is answered
@@ -91,10 +92,11 @@ def trace(instance: Instance, known: list[str] | tuple[str, ...] = ()) -> list[s
         lines.append(f"need {fact}")
         state[fact] = False  # no rule may lean on a fact still being searched
         for rule in (r for r in instance.rules if r.head == fact):
-            lines.append(f"try {fact} {rule.name}")
+            step = Step(fact, rule.name, rule.body).line()
+            lines.append(f"try {step}")
             if all(derive(p) for p in rule.body):
                 state[fact] = True
-                lines.append(f"got {fact}")
+                lines.append(f"got {step}")
                 return True
         lines.append(f"fail {fact}")
         return False
@@ -113,7 +115,7 @@ def summary(statement: Instance, candidate: str, prior: list[str]) -> str:
         if line == "qed":
             break
         words = line.split()
-        if len(words) == 2 and words[0] == "got" and words[1] not in known:
+        if len(words) >= 2 and words[0] == "got" and words[1] not in known:
             known.append(words[1])  # a fact the search trace derived
         elif (
             words

@@ -84,7 +84,8 @@ class Tracker:
             self.outcome.done += 1
         except LLMError as err:
             self.outcome.failed[item_id] = str(err)
-            log.error("%s failed (will be retried on the next run): %s", item_id, err)
+            # INFO, not ERROR: the outcome carries every failure, and the CLI prints them once at the end
+            log.info("%s failed (will be retried on the next run): %s", item_id, err)
         self.finished += 1
         if self.progress:
             self.progress(self.finished, self.outcome.total)

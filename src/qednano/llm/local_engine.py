@@ -21,6 +21,7 @@ import threading
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from qednano.config import find_file
 from qednano.llm.types import LLMError, ModelConfig, Reply
 
 if TYPE_CHECKING:
@@ -72,12 +73,13 @@ class LocalEngine:
                 hf_logging.disable_progress_bar()
                 c = self.config
                 device = c.device if c.device != "auto" else ("cuda" if torch.cuda.is_available() else "cpu")
-                tok = AutoTokenizer.from_pretrained(c.model, trust_remote_code=c.trust_remote_code)
+                where = str(find_file(c.model))  # a local folder, a shipped one (the built-in prover), or a hub id
+                tok = AutoTokenizer.from_pretrained(where, trust_remote_code=c.trust_remote_code)
                 tok.padding_side = "left"
                 if tok.pad_token is None:
                     tok.pad_token = tok.eos_token
                 model = AutoModelForCausalLM.from_pretrained(
-                    c.model,
+                    where,
                     trust_remote_code=c.trust_remote_code,
                     use_safetensors=True,
                     dtype=torch.bfloat16 if device == "cuda" else torch.float32,

@@ -11,13 +11,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Literal
 
-CHAT_TEMPLATE = (
-    "{% for m in messages %}<|im_start|>{{ m['role'] }}\n"
-    "{% if m['role'] == 'assistant' %}{% generation %}{{ m['content'] }}<|im_end|>{% endgeneration %}"
-    "{% else %}{{ m['content'] }}<|im_end|>{% endif %}\n{% endfor %}"
-    "{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}"
-)
-"""ChatML; the `generation` markers let TRL's assistant-only loss find the assistant tokens."""
+from qednano.prompts import CHAT_TEMPLATE
+
 SPECIAL_TOKENS = ["<|endoftext|>", "<|im_start|>", "<|im_end|>"]
 THINK_TOKENS = ["<think>", "</think>"]
 """Added as ordinary tokens (as in Qwen3), so decoding keeps them and `</think>` can split reasoning."""

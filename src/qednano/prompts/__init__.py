@@ -13,6 +13,15 @@ from functools import cache
 from importlib import resources
 from pathlib import Path
 
+CHAT_TEMPLATE = (
+    "{% for m in messages %}<|im_start|>{{ m['role'] }}\n"
+    "{% if m['role'] == 'assistant' %}{% generation %}{{ m['content'] }}<|im_end|>{% endgeneration %}"
+    "{% else %}{{ m['content'] }}<|im_end|>{% endif %}\n{% endfor %}"
+    "{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}"
+)
+"""The chat template of the models built here (ChatML); the `generation` markers let TRL's assistant-only loss find the assistant tokens."""
+NO_SUMMARY = "(none: this is the first attempt)"
+"""The summary a Reasoning Cache solve prompt carries on its first turn (evaluation; RC training's `rc.no_summary`)."""
 PLACEHOLDER = re.compile(r"\{\{\s*([A-Za-z_][A-Za-z0-9_]*)\s*\}\}")
 
 

@@ -39,13 +39,11 @@ from pydantic import Field
 from qednano.config import Strict
 from qednano.llm.client import Models
 from qednano.llm.types import BudgetExhausted
-from qednano.prompts import render, template
+from qednano.prompts import NO_SUMMARY, render, template
 from qednano.records import Problem
 from qednano.scaffolds.calls import fit_text, posed, user
 
 log = logging.getLogger(__name__)
-
-NO_SUMMARY = "(none: this is the first attempt)"
 
 
 def solve_prompt(statement: str, summary: str, prompt: str = "rc_solve") -> str:

@@ -12,6 +12,7 @@ import logging
 from pathlib import Path
 from typing import Any, TypeVar
 
+from qednano.builtin.prover import build_prover
 from qednano.config import ConfigError
 from qednano.train.recipes import TrainRecipe
 
@@ -34,6 +35,9 @@ def load_policy(recipe: TrainRecipe) -> tuple[Any, Any]:
     """The model and tokenizer a recipe starts from."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
+    if recipe.init is not None:
+        fresh = recipe.init
+        build_prover(recipe.model, hidden=fresh.hidden, layers=fresh.layers, heads=fresh.heads, seed=fresh.seed)
     kwargs: dict[str, Any] = {"use_safetensors": True}
     if has_cuda() and installed("flash_attn"):
         kwargs["attn_implementation"] = "flash_attention_2"

@@ -31,11 +31,24 @@ class TrainingData(Strict):
     """Use only the first `limit` rows (smoke runs)."""
 
 
+class FreshModel(Strict):
+    """A model trained from scratch: built at the recipe's `model` folder when that folder has none yet."""
+
+    kind: Literal["builtin-prover"] = "builtin-prover"
+    """The built-in domain's prover: a word-level tokenizer trained on the domain's text and a Qwen3 (`builtin/prover.py`)."""
+    hidden: int = Field(192, ge=8)
+    layers: int = Field(4, ge=1)
+    heads: int = Field(4, ge=1)
+    seed: int = 0
+
+
 class TrainRecipe(Strict):
     """What every training command shares."""
 
     model: str
     """The starting checkpoint: a hub id or a local folder (safetensors only)."""
+    init: FreshModel | None = None
+    """Build a fresh model at `model` first, when that folder holds none (training from scratch)."""
     tokenizer: str | None = None
     """Where the tokenizer lives, when not beside the model."""
     output_dir: str
