@@ -15,6 +15,7 @@ in, then `./recipes`, then the package's.
 from __future__ import annotations
 
 import difflib
+import re
 import types
 import typing
 from pathlib import Path
@@ -91,13 +92,28 @@ def find_recipe(recipe: str | Path) -> Path:
     )
 
 
+class Loader(yaml.SafeLoader):
+    """YAML as recipes mean it: `1e-3` is a float (YAML 1.1 reads a number without a dot as a string)."""
+
+
+Loader.add_implicit_resolver(
+    "tag:yaml.org,2002:float",
+    re.compile(r"^[-+]?(?:[0-9][0-9_]*)(?:\.[0-9_]*)?[eE][-+]?[0-9]+$"),
+    list("-+0123456789"),
+)
+
+
+def parse_yaml(text: str) -> Any:
+    return yaml.load(text, Loader=Loader)  # a SafeLoader with one more float form
+
+
 def parse_override(item: str) -> tuple[list[str], Any]:
     """`a.b.c=value` -> (['a','b','c'], value parsed as a YAML scalar)."""
     key, sep, raw = item.partition("=")
     if not sep or not key.strip():
         raise ConfigError(f"override {item!r}: expected key=value")
     try:
-        value = yaml.safe_load(raw) if raw.strip() else ""
+        value = parse_yaml(raw) if raw.strip() else ""
     except (yaml.YAMLError, RecursionError) as err:
         raise ConfigError(f"override {item!r}: value is not valid YAML: {err}") from None
     return key.strip().split("."), value
@@ -129,8 +145,8 @@ def read_yaml(path: Path) -> tuple[dict[str, Any], yaml.Node | None]:
         raise ConfigError(f"{path}: file not found")
     try:
         text = path.read_text(encoding="utf-8")
-        node = yaml.compose(text, Loader=yaml.SafeLoader)
-        data = yaml.safe_load(text)
+        node = yaml.compose(text, Loader=Loader)
+        data = parse_yaml(text)
     except yaml.YAMLError as err:
         raise ConfigError(f"{path}: invalid YAML: {err}") from None
     except RecursionError:
