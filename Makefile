@@ -15,10 +15,10 @@ $(VENV)/.installed: pyproject.toml
 
 install: $(VENV)/.installed
 
-# The main job, offline: the shipped built-in prover with the direct, Reasoning Cache and RSA
-# scaffolds on held-out built-in problems, the exact judge, the report and the viewer.
+# The built-in offline run: a tiny local model, the demo problems, every stage (about 35 s on 2 CPU cores).
+# (The main job becomes `qednano eval builtin/eval` once the built-in prover ships: issue 14.)
 demo: install
-	$(VENV)/bin/qednano eval builtin/eval
+	$(VENV)/bin/qednano demo
 
 # The built-in prover, trained from scratch by the project's own commands (README, "The built-in
 # prover"): teacher proofs -> grades -> SFT and RL sets -> SFT -> GRPO -> RC, then the three

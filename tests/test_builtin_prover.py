@@ -17,7 +17,7 @@ from qednano.config import PACKAGE_RECIPES
 from qednano.prompts import NO_SUMMARY, render, template
 from qednano.records import Grade
 
-pytest.importorskip("transformers")
+pytest.importorskip("transformers", reason="the prover tests train and run a model: pip install 'qednano[train]'")
 
 SHIPPED = PACKAGE_RECIPES / "builtin" / "prover"
 

@@ -216,10 +216,12 @@ def results_table(summaries: list[dict[str, Any]]) -> Table:
     """The eval's results: one row a cell, mean grade and std over runs, output tokens per problem (report.json)."""
     table = Table(title="Results (mean over runs, std in brackets)")
     for column in ("Benchmark", "Model", "Scaffold", "Grade (%)", "Runs", "Output tokens"):
-        table.add_column(column, justify="right" if column in ("Grade (%)", "Runs", "Output tokens") else "left")
+        table.add_column(
+            column, justify="left" if column in ("Benchmark", "Model", "Scaffold") else "right", no_wrap=True
+        )
     for s in summaries:
         mean, std = s["score"]["mean"], s["score"]["std"]
-        grade = "–" if mean is None else f"{100 * mean:.1f}" + ("" if std is None else f" ({100 * std:.1f})")
+        grade = "–" if mean is None else f"{mean:.1f}" + ("" if std is None else f" ({std:.1f})")  # percent already
         table.add_row(
             escape(s["benchmark"]),
             escape(s["model"]),

@@ -104,7 +104,12 @@ Loader.add_implicit_resolver(
 
 
 def parse_yaml(text: str) -> Any:
-    return yaml.load(text, Loader=Loader)  # a SafeLoader with one more float form
+    """One YAML document through `Loader` (a SafeLoader: no tags that build objects)."""
+    loader = Loader(text)
+    try:
+        return loader.get_single_data()
+    finally:
+        loader.dispose()
 
 
 def parse_override(item: str) -> tuple[list[str], Any]:
