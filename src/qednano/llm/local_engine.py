@@ -19,6 +19,7 @@ import json
 import logging
 import threading
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from qednano.config import find_file
@@ -74,6 +75,11 @@ class LocalEngine:
                 c = self.config
                 device = c.device if c.device != "auto" else ("cuda" if torch.cuda.is_available() else "cpu")
                 where = str(find_file(c.model))  # a local folder, a shipped one (the built-in prover), or a hub id
+                if not Path(where).is_dir() and (where.count("/") > 1 or where.startswith((".", "/"))):
+                    raise LLMError(
+                        f"model {c.model!r}: no such folder, here or shipped in the package, and not a hub id "
+                        "(namespace/name)"
+                    )
                 tok = AutoTokenizer.from_pretrained(where, trust_remote_code=c.trust_remote_code)
                 tok.padding_side = "left"
                 if tok.pad_token is None:
