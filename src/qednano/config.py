@@ -57,10 +57,11 @@ def shipped(relative: str | Path) -> Path | None:
     rel = Path(*parts[1:]) if parts[:1] == ("recipes",) and len(parts) > 1 else Path(relative)
     if Path(relative).is_absolute():
         return None
-    files = [PACKAGE_RECIPES / rel, PACKAGE_RECIPES / rel.with_name(rel.name + ".yaml")]
-    return next((path for path in files if path.is_file()), None) or next(
-        (path for path in files[:1] if path.is_dir()), None
-    )
+    exact, named = PACKAGE_RECIPES / rel, PACKAGE_RECIPES / rel.with_name(rel.name + ".yaml")
+    for path in (exact, named):
+        if path.is_file():
+            return path
+    return exact if exact.is_dir() else None
 
 
 def find_file(path: str | Path) -> Path:

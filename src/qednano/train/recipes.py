@@ -36,7 +36,7 @@ class FreshModel(Strict):
 
     kind: Literal["builtin-prover"] = "builtin-prover"
     """The built-in domain's prover: a word-level tokenizer trained on the domain's text and a Qwen3 (`builtin/prover.py`)."""
-    hidden: int = Field(192, ge=8)
+    hidden: int = Field(128, ge=8)
     layers: int = Field(4, ge=1)
     heads: int = Field(4, ge=1)
     seed: int = 0
