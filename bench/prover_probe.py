@@ -1,14 +1,17 @@
-"""What a built-in prover checkpoint has learned: teacher-forced accuracy of the word after each trace and proof word.
+"""What a built-in prover checkpoint has learned: teacher-forced accuracy of its trace and proof words, by skill.
 
 The diagnostic behind the README's "The built-in prover": on rows of the SFT set (the last
-`--rows`, which an SFT run with the length monitor off trains on too; pass a held-out export
-for unseen rows), the checkpoint predicts every assistant token from the true prefix, and
-the share it gets right is printed by the word before it. The words separate the skills:
+`--rows`, which an SFT run trains on too; pass a held-out export for unseen rows), the
+checkpoint predicts every assistant token from the true prefix, and the share it gets right
+is printed for each skill, told apart by the word before the target and by the line it is on:
 
-- after `try`: copy the fact two words back (`need X` / `try X ...`);
-- after `need`: a premise of the rule tried on the line above;
-- after `from`: the rule's body, copied from its line;
-- after `by`: the rule a fact is concluded by, a look-up in the statement (what a proof needs).
+- `copy fact`: the fact after `try`, two words back (`need X` / `try X ...`);
+- `premise`: the fact after `need`, a premise of the rule tried above;
+- `rule, statement` / `premise, statement`: the rule after `FACT by` and the first premise
+  after `from` on a `try` line, the first time the trace writes that rule: found only in the
+  problem's rule lines (a look-up by content across the prompt);
+- `rule, own trace` / `premise, own trace`: the same words on a `got` line or a proof line,
+  which repeat a line the trace wrote a few lines above.
 
 Run: OMP_NUM_THREADS=1 .venv/bin/python bench/prover_probe.py runs/builtin-prover/sft runs/builtin-export/sft/train.jsonl
 """
@@ -20,7 +23,29 @@ import json
 from collections import defaultdict
 from pathlib import Path
 
-WORDS = ("try", "need", "from", "by", "got", "fail", "\n")
+SKILLS = (
+    "copy fact",
+    "premise",
+    "rule, statement",
+    "premise, statement",
+    "rule, own trace",
+    "premise, own trace",
+)
+
+
+def skill(words: list[str], i: int, line: str) -> str | None:
+    """The skill that predicting token i + 1 from tokens ..i exercises (None for syntax words)."""
+    before = words[i]
+    if before == "try":
+        return "copy fact"
+    if before == "need":
+        return "premise"
+    kind = {"by": "rule", "from": "premise"}.get(before)
+    if kind is None:
+        return None
+    if line == "try":
+        return f"{kind}, statement"
+    return f"{kind}, own trace" if line in ("got", "proof") else None
 
 
 def main() -> None:
@@ -37,19 +62,30 @@ def main() -> None:
     model = AutoModelForCausalLM.from_pretrained(args.model).eval()
     lines = args.rows.read_text(encoding="utf-8").splitlines()[-args.count :]
     right: dict[str, list[int]] = defaultdict(lambda: [0, 0])
-    for line in lines:
-        messages = json.loads(line)["messages"]
+    for row in lines:
+        messages = json.loads(row)["messages"]
         ids = tok.apply_chat_template(messages, return_dict=False)
         start = len(tok.apply_chat_template(messages[:1], return_dict=False, add_generation_prompt=True))
         with torch.no_grad():
             guess = model(torch.tensor([ids])).logits[0].argmax(-1).tolist()
         words = tok.convert_ids_to_tokens(ids)
+        line, tried = "", set()
         for i in range(start, len(ids) - 1):
-            if words[i] in WORDS:
-                right[words[i]][0] += guess[i] == ids[i + 1]
-                right[words[i]][1] += 1
-    figures = {w: right[w][0] / right[w][1] for w in WORDS if right[w][1]}
-    print(" ".join(f"after_{'newline' if w == chr(10) else w}={v:.2f}" for w, v in figures.items()))
+            if words[i] == "</think>":
+                line = "proof"
+            elif words[i - 1] in ("\n", "<think>") and line != "proof":
+                line = words[i]
+            name = skill(words, i, line)
+            if name == "rule, statement" and words[i + 1] in tried:
+                name = None  # tried before: the trace holds it too
+            if line == "try" and words[i] == "by":
+                tried.add(words[i + 1])
+            if name is not None:
+                right[name][0] += guess[i] == ids[i + 1]
+                right[name][1] += 1
+    for name in SKILLS:
+        if right[name][1]:
+            print(f"{name:20s} {right[name][0] / right[name][1]:5.2f}  ({right[name][1]} targets)")
 
 
 if __name__ == "__main__":

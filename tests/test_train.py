@@ -245,6 +245,37 @@ def test_rc_rollout_builds_states_and_groups(tiny: Path) -> None:
     assert set(out["rc_state"]) <= {0, 1, 2, 3}
 
 
+def test_rc_policy_samples_a_groups_equal_prompts_as_one_batch(tiny: Path) -> None:
+    """`hf_generate`: a run of equal prompts is one `generate` call of that many rows; each reply ends at its EOS."""
+    from types import SimpleNamespace
+
+    from accelerate import Accelerator
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from qednano.train.rc import hf_generate
+
+    tokenizer = AutoTokenizer.from_pretrained(tiny)
+    model = AutoModelForCausalLM.from_pretrained(tiny)
+    batches: list[int] = []
+    sample = model.generate
+
+    def counting(input_ids: Any, **kwargs: Any) -> Any:
+        batches.append(len(input_ids))
+        return sample(input_ids, **kwargs)
+
+    model.generate = counting  # type: ignore[method-assign]
+    trainer = SimpleNamespace(
+        model_wrapped=model, accelerator=Accelerator(cpu=True), processing_class=tokenizer, temperature=1.0
+    )
+    a, b = tokenizer.encode("first state"), tokenizer.encode("a second, longer state")
+    out = hf_generate(trainer)([a, a, a, b, b], 12)
+    assert batches == [3, 2]  # one call a group, not one a row
+    assert len(out) == 5
+    for seq in out:
+        assert 1 <= len(seq) <= 12
+        assert tokenizer.eos_token_id not in seq[:-1] and tokenizer.pad_token_id not in seq[:-1]
+
+
 def test_a_killed_training_run_resumes_from_its_checkpoint(tiny: Path, tmp_path: Path) -> None:
     data = write_jsonl(tmp_path / "sft.jsonl", sft_rows(64))
     recipe = tmp_path / "sft.yaml"

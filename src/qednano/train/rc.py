@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import itertools
 import random
 from collections.abc import Callable
 from pathlib import Path
@@ -148,19 +149,21 @@ def hf_generate(trainer: Any) -> Generate:
     def generate(prompts: list[list[int]], max_new_tokens: int) -> list[list[int]]:
         out: list[list[int]] = []
         with unwrap_model_for_generation(trainer.model_wrapped, trainer.accelerator) as model, torch.no_grad():
-            for ids in prompts:  # one by one: prompt lengths differ, and left padding would change the ids
-                tensor = torch.tensor([ids], device=model.device)
-                seq = model.generate(
+            # A run of equal prompts (a group's) samples as one batch; different prompts go one
+            # by one, as their lengths differ and padding would change what the policy sees.
+            for key, run in itertools.groupby(prompts, key=tuple):
+                ids = list(key)
+                tensor = torch.tensor([ids] * len(list(run)), device=model.device)
+                seqs = model.generate(
                     tensor,
                     attention_mask=torch.ones_like(tensor),
                     max_new_tokens=max_new_tokens,
                     do_sample=True,
                     temperature=trainer.temperature,
                     pad_token_id=tokenizer.pad_token_id,
-                )[0, len(ids) :].tolist()
-                if tokenizer.eos_token_id in seq:
-                    seq = seq[: seq.index(tokenizer.eos_token_id) + 1]
-                out.append(seq)
+                )[:, len(ids) :].tolist()
+                for seq in seqs:
+                    out.append(seq[: seq.index(tokenizer.eos_token_id) + 1] if tokenizer.eos_token_id in seq else seq)
         return out
 
     return generate
