@@ -318,3 +318,23 @@ async def test_the_gate_serves_the_attempt_that_is_behind_first() -> None:
     assert order == ["behind", "middle", "ahead"]
     async with asyncio.timeout(5), gate.slot(0):  # every slot was given back, the cancelled waiter's too
         assert gate._active == 1 and not gate._waiting
+
+
+async def test_a_wide_concurrency_splits_each_url_into_pools_of_32_and_spreads_over_urls() -> None:
+    """httpx scans a pool's every connection per request: 256 calls in flight get 8 pools of 32, not one of 256."""
+    from qednano.llm.openai_engine import OpenAIEngine
+
+    urls = ["http://a.test/v1", "http://b.test/v1"]
+    wide = OpenAIEngine(ModelConfig(model="m", base_urls=urls, concurrency=256))
+    narrow = OpenAIEngine(ModelConfig(model="m", base_urls=urls, concurrency=16))
+    try:
+        assert len(wide.clients) == 8 and len(narrow.clients) == 2
+        hosts: Counter[str] = Counter()
+        for _ in range(8):  # calls that stay in flight: each takes the least busy pool
+            i = wide.pick()
+            wide.busy[i] += 1
+            hosts[wide.clients[i].base_url.host] += 1
+        assert wide.busy == [1] * 8 and hosts == Counter({"a.test": 4, "b.test": 4})
+    finally:
+        await wide.aclose()
+        await narrow.aclose()

@@ -1,7 +1,11 @@
 """The `openai` engine of `LLM`: any OpenAI-compatible chat endpoint, over one or more base URLs.
 
 vLLM, SGLang, OpenAI, Gemini's and OpenRouter's OpenAI endpoints all speak this protocol.
-Each call goes to the least busy base URL. The engine classifies failures: transient ones
+Each call goes to the least busy base URL. Each URL gets one HTTP pool (an `AsyncOpenAI`
+client) per `POOL_CONNECTIONS` calls of the recipe's `concurrency`: httpx scans every
+connection of a pool at each request and each response, so at 256 calls in flight one pool
+costs the client more CPU per call than eight of 32 (`bench/scaffolds.py`, cpu ms/call). The
+engine classifies failures: transient ones
 (429, 5xx, timeouts, dropped connections, unreadable bodies) are raised as `Retryable` for
 `LLM` to retry within its bound; a caller's error (other 4xx) fails at once with the
 server's message, and a context-length error says so. The API key comes from the
@@ -10,6 +14,7 @@ environment variable the model recipe names and is masked in any error text.
 
 from __future__ import annotations
 
+import math
 import os
 from typing import Any
 
@@ -17,6 +22,10 @@ import openai
 
 from qednano.config import ConfigError
 from qednano.llm.types import ContextLengthError, LLMError, ModelConfig, Reply, Retryable
+
+
+POOL_CONNECTIONS = 32
+"""Calls in flight per HTTP pool; a URL gets ceil(its share of `concurrency` / this) pools."""
 
 
 class OpenAIEngine:
@@ -31,9 +40,12 @@ class OpenAIEngine:
                 raise ConfigError(
                     f"model {config.name or config.model!r}: environment variable {config.api_key_env} is not set"
                 )
+        share = math.ceil(config.concurrency / len(config.base_urls))
+        pools = 1 if http_client is not None else math.ceil(share / POOL_CONNECTIONS)
         self.clients = [
             openai.AsyncOpenAI(base_url=url, api_key=key, max_retries=0, http_client=http_client)
             for url in config.base_urls
+            for _ in range(pools)
         ]
         # Servers and proxies may echo the key in an error body; error texts are logged and shown.
         self.secret = key if config.api_key_env else None
@@ -52,7 +64,7 @@ class OpenAIEngine:
         return text.replace(self.secret, "[api key hidden]") if self.secret else text
 
     def pick(self) -> int:
-        """The least busy base URL; ties rotate so idle replicas share the load."""
+        """The least busy pool (each URL has as many): so the least busy URL; ties rotate so idle replicas share the load."""
         self.turn += 1
         n = len(self.clients)
         return min(range(n), key=lambda i: (self.busy[i], (i - self.turn) % n))
