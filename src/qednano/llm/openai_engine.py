@@ -23,7 +23,6 @@ import openai
 from qednano.config import ConfigError
 from qednano.llm.types import ContextLengthError, LLMError, ModelConfig, Reply, Retryable
 
-
 POOL_CONNECTIONS = 32
 """Calls in flight per HTTP pool; a URL gets ceil(its share of `concurrency` / this) pools."""
 
