@@ -4,12 +4,13 @@ vLLM, SGLang, OpenAI, Gemini's and OpenRouter's OpenAI endpoints all speak this 
 Each call goes to the least busy base URL. Each URL gets one HTTP pool (an `AsyncOpenAI`
 client) per `POOL_CONNECTIONS` calls of the recipe's `concurrency`: httpx scans every
 connection of a pool at each request and each response, so at 256 calls in flight one pool
-costs the client more CPU per call than eight of 32 (`bench/scaffolds.py`, cpu ms/call). The
-engine classifies failures: transient ones
-(429, 5xx, timeouts, dropped connections, unreadable bodies) are raised as `Retryable` for
-`LLM` to retry within its bound; a caller's error (other 4xx) fails at once with the
-server's message, and a context-length error says so. The API key comes from the
-environment variable the model recipe names and is masked in any error text.
+costs the client more CPU per call than eight of 32 (`bench/scaffolds.py`, cpu ms/call).
+
+The engine classifies failures: transient ones (429, 5xx, timeouts, dropped connections,
+unreadable bodies) are raised as `Retryable` for `LLM` to retry within its bound; a
+caller's error (other 4xx) fails at once with the server's message, and a context-length
+error says so. The API key comes from the environment variable the model recipe names and
+is masked in any error text.
 """
 
 from __future__ import annotations
@@ -63,7 +64,7 @@ class OpenAIEngine:
         return text.replace(self.secret, "[api key hidden]") if self.secret else text
 
     def pick(self) -> int:
-        """The least busy pool (each URL has as many): so the least busy URL; ties rotate so idle replicas share the load."""
+        """The least busy pool, hence URL (each has as many pools); ties rotate so idle replicas share the load."""
         self.turn += 1
         n = len(self.clients)
         return min(range(n), key=lambda i: (self.busy[i], (i - self.turn) % n))
