@@ -15,7 +15,7 @@ $(VENV)/.installed: pyproject.toml
 
 install: $(VENV)/.installed
 
-# The built-in offline run: a tiny local model, the demo problems, every stage (about 35 s on 2 CPU cores).
+# The built-in offline run: a tiny local model, the demo problems, every stage (15-21 s on 2 CPU cores).
 # (The main job becomes `qednano eval builtin/eval` once the built-in prover ships: issue 14.)
 demo: install
 	$(VENV)/bin/qednano demo
