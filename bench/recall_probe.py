@@ -4,8 +4,8 @@ The skill a built-in proof needs and `builtin/sft` has not taught (README, "The 
 prover"): find a key among the problem's lines and copy the word next to it. Here it is alone,
 in its plainest form: `pairs` random key-value pairs (keys from 100 ids, values from 99,
 as facts and rule names), then 8 queries `: KEY` whose answer is the value; the loss is on
-the answers only, and the model is the prover's Qwen3 (`builtin/prover.build_prover`'s
-config at its defaults). Chance is log(99) = 4.6 nats before the model narrows the answer
+the answers only, and the model is the prover's Qwen3 (`builtin/prover.prover_config` at
+its defaults). Chance is log(99) = 4.6 nats before the model narrows the answer
 to the values in context, log(pairs) after; recall is learned when the loss falls to 0.
 
 Run: OMP_NUM_THREADS=1 .venv/bin/python bench/recall_probe.py --pairs 16 --steps 3000 --lr 3e-4
@@ -47,22 +47,13 @@ def main() -> None:
     args = parser.parse_args()
 
     import torch
-    from transformers import Qwen3Config, Qwen3ForCausalLM
+    from transformers import Qwen3ForCausalLM
+
+    from qednano.builtin.prover import prover_config
 
     torch.manual_seed(args.seed)
     rng = random.Random(args.seed)
-    hidden, heads = 128, 4
-    config = Qwen3Config(
-        vocab_size=max(VALUES) + 1,
-        hidden_size=hidden,
-        intermediate_size=hidden * 3,
-        num_hidden_layers=4,
-        num_attention_heads=heads,
-        num_key_value_heads=heads,
-        head_dim=hidden // heads,
-        max_position_embeddings=2048,
-        tie_word_embeddings=True,
-    )
+    config = prover_config(max(VALUES) + 1)
     model = Qwen3ForCausalLM(config)
     optimizer = torch.optim.AdamW(model.parameters(), args.lr, weight_decay=0.01)
     start = time.perf_counter()

@@ -76,6 +76,26 @@ def build_tokenizer(seed: int = 0) -> Any:
     return tok
 
 
+def prover_config(
+    vocab_size: int, *, hidden: int = 128, layers: int = 4, heads: int = 4, max_positions: int = 2048, **ids: Any
+) -> Any:
+    """The prover's Qwen3 config (`ids`: eos/pad/bos token ids); `bench/recall_probe.py` builds the same model."""
+    from transformers import Qwen3Config
+
+    return Qwen3Config(
+        vocab_size=vocab_size,
+        hidden_size=hidden,
+        intermediate_size=hidden * 3,
+        num_hidden_layers=layers,
+        num_attention_heads=heads,
+        num_key_value_heads=heads,
+        head_dim=hidden // heads,
+        max_position_embeddings=max_positions,
+        tie_word_embeddings=True,
+        **ids,
+    )
+
+
 def build_prover(
     path: str | Path, *, hidden: int = 128, layers: int = 4, heads: int = 4, seed: int = 0, max_positions: int = 2048
 ) -> Path:
@@ -84,23 +104,19 @@ def build_prover(
     if (path / "model.safetensors").is_file() and (path / "tokenizer.json").is_file():
         return path
     import torch
-    from transformers import Qwen3Config, Qwen3ForCausalLM
+    from transformers import Qwen3ForCausalLM
 
     tok = build_tokenizer(seed)
     torch.manual_seed(seed)
-    config = Qwen3Config(
-        vocab_size=len(tok),
-        hidden_size=hidden,
-        intermediate_size=hidden * 3,
-        num_hidden_layers=layers,
-        num_attention_heads=heads,
-        num_key_value_heads=heads,
-        head_dim=hidden // heads,
-        max_position_embeddings=max_positions,
+    config = prover_config(
+        len(tok),
+        hidden=hidden,
+        layers=layers,
+        heads=heads,
+        max_positions=max_positions,
         eos_token_id=tok.eos_token_id,
         pad_token_id=tok.pad_token_id,
         bos_token_id=None,
-        tie_word_embeddings=True,
     )
     model = Qwen3ForCausalLM(config)
     path.mkdir(parents=True, exist_ok=True)
