@@ -68,7 +68,7 @@ def test_the_teacher_passes_through_the_llm_class_with_truncation_and_accounting
     llm = LLM(teacher(max_tokens=40))
     done = asyncio.run(llm.complete([{"role": "user", "content": p.statement}]))
     assert done.truncated and done.finish_reason == "length" and done.output_tokens == 40
-    assert llm.stats.sent == 1 and done.input_tokens > 40
+    assert llm.stats.sent == 1 and done.input_tokens == len(p.statement.split()) + 1  # words and the newline
     result = check(p.statement, p.rubric, done.text, truncated=True)
     assert "truncated" in result.flags and result.points is not None and result.points < 7
     think = LLM(teacher(reasoning_delimiter="</think>", extra_body={"think": True}))
@@ -181,7 +181,12 @@ def test_reasoning_cache_lets_a_thinking_teacher_finish_what_one_turn_cannot(tmp
     points = {}
     for scaffold in (
         {"name": "direct", "prompt": "builtin_proof"},
-        {"name": "reasoning_cache", "solve_template": "builtin_rc_solve", "summary_template": "builtin_rc_summarize"},
+        {
+            "name": "reasoning_cache",
+            "turns": 4,
+            "solve_template": "builtin_rc_solve",
+            "summary_template": "builtin_rc_summarize",
+        },
     ):
         recipe = {
             "run_dir": str(tmp_path / scaffold["name"]),

@@ -15,7 +15,7 @@ line. Each line is one of:
 
 Lines after `qed` are ignored; when the attempt was cut off, its last (partial) line is too.
 Checkpoints are earned by the facts established; the score is the checkpoints minus the
-deductions, at least 0, and 0 when invalid lines outnumber the others.
+deductions, at least 0, and 0 when invalid and distractor lines outnumber the others.
 """
 
 from __future__ import annotations
@@ -137,11 +137,12 @@ def walk(
     out.earned = {fact: (pts if fact in established else 0) for fact, pts in checkpoints}
     out.deducted = {f: n * deductions.get(f, 0) for f, n in faults.items()}
     invalid = faults.get("invalid step", 0)
-    others = len(out.lines) - invalid
-    if not others:
+    idle = sum(1 for ln in out.lines if "invalid step" in ln.verdict or "distractor step" in ln.verdict)
+    others = len(out.lines) - idle
+    if invalid == len(out.lines):
         out.points, out.reason = 0.0, "zero credit: no step establishes a fact"
-    elif invalid > others:
-        out.points, out.reason = 0.0, f"zero credit: {invalid} invalid lines outnumber the {others} others"
+    elif idle > others:
+        out.points, out.reason = 0.0, f"zero credit: {idle} invalid or irrelevant lines outnumber the {others} others"
     else:
         total = sum(out.earned.values()) - sum(out.deducted.values())
         out.points = float(min(max_points, max(0, total)))

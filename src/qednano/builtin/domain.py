@@ -1,4 +1,4 @@
-"""The built-in proof domain: derive a goal fact from given facts with Horn rules, distractors included.
+"""The built-in proof domain: prove the value of a wire in a fixed Boolean circuit from its inputs, one Horn rule a step.
 
 The BUILTIN flow's problems (ARCHITECTURE, flow BUILTIN): `generate(seed, difficulty)` builds
 one `Instance` deterministically from its seed; `source.py` turns it into a `Problem` with
@@ -6,41 +6,42 @@ its statement, reference proof (`solution`), and `rubric()` in the canonical rub
 (`grading/rubrics.py`), which `check.py` then applies exactly. This module imports nothing
 of the package: the engine, judge and source unions above it name the domain in place.
 
-A statement (every token separated by spaces, one item a line):
+The theory is one fixed circuit (`circuit()`, built from a constant seed): 13 levels of 10
+wires, each wire above the inputs an AND or an OR gate of two of the three nearest wires on
+the level below. A wire's two values are two facts (`p0` .. `p259`, names shuffled), and each
+gate is three Horn rules (`r1` .. `r360`, `theory()`): an AND gate `w` of `a`, `b` gives
+`w=1 from a=1 b=1`, `w=0 from a=0` and `w=0 from b=0`; an OR gate the mirror image. A
+statement gives one value for each input wire, in wire order, and names the goal, a true fact
+of a wire on level `difficulty + 2`:
 
 ```
-given : p12 p7 p33
-rule : p40 by r1 from p12 p7
-rule : p9 by r2 from p40
-...
-goal : p9
+given : p230 p30 p255 p217 p70 p100 p219 p124 p244 p113
+goal : p212
 ```
-
-A rule is written as the step it licenses (`rule : HEAD by NAME from BODY`), so a proof line,
-a search trace line and the rule they use read the same words in the same order: a model of
-a few million parameters finds and copies them by matching the words before (induction),
-where `NAME : BODY -> HEAD` asked it to look up a rule by the word at its end and copy back.
 
 A proof is one step a line, `FACT by RULE from PREMISES`, in an order where every premise is
 given or derived above, ending with `qed`:
 
 ```
-p40 by r1 from p12 p7
-p9 by r2 from p40
+p239 by r150 from p219
+p256 by r264 from p239
+p5 by r45 from p239
+p212 by r89 from p256 p5
 qed
 ```
 
-The derivation the generator plants is a main chain h1 -> h2 -> ... -> goal: each chain rule
-needs the previous chain fact, and some also need a side fact (given, or derived in one step
-from given facts). Distractor rules make wrong choices possible at every step:
+Why a fixed theory and not rules listed in each statement: a model of a few million
+parameters learns what each rule says from its training proofs (in its weights, as a prover
+knows its lemmas), where looking rules up among a statement's lines is an in-context recall
+that such a model does not learn on a CPU budget (README, "The built-in prover"). What a proof
+must still work out per problem is which facts are true: every needed fact has rules that
+would conclude it from a false premise (traps: citing one is a wrong citation, claiming what
+only a trap gives is an invalid step), and true facts that the goal does not need are dead
+ends (a valid but irrelevant step, which the rubric deducts). Exactly one value of each wire
+follows from the inputs, so no fact is both, and the true facts are half the theory's.
 
-- dead ends: rules that fire from derivable facts but whose conclusions lead nowhere
-  (a valid but irrelevant step, which the rubric deducts);
-- traps: rules that conclude a needed fact from a premise that can never be derived
-  (citing one is a wrong citation; claiming what only a trap would give is an invalid step).
-
-The difficulty knob sets the chain length, the share of side facts and the number of
-distractors; `proof_steps()` of the instance is the reference proof's length.
+The difficulty knob sets the goal's level (3 .. 12), so the proof's length; `proof_steps()`
+of the instance is the reference proof's length.
 """
 
 from __future__ import annotations
@@ -48,15 +49,22 @@ from __future__ import annotations
 import random
 import re
 from dataclasses import dataclass, field
+from functools import cache
 
-ATOMS = 100
-"""Fact names are p0 .. p99; rule names r1 .. rN in a shuffled order."""
+WIDTH = 10
+"""Wires a level."""
+WINDOW = 1
+"""A gate's inputs are two of the wires within WINDOW places of it (cyclically) on the level below."""
+LEVELS = 13
+"""Level 0 holds the input wires; levels 1 .. 12 hold gates of two wires on the level below."""
+ATOMS = 2 * WIDTH * LEVELS
+"""Fact names are p0 .. p259: two values of each of the 130 wires, in a shuffled order."""
+MAX_RULES = 3 * WIDTH * (LEVELS - 1)
+"""Rule names are r1 .. r360: three rules for each of the 120 gates, in a shuffled order."""
 MIN_DIFFICULTY = 1
 MAX_DIFFICULTY = 10
-
-MAX_RULES = 99
-"""Rule names stay below r100: the most rules an instance has is 2 * chain + traps + dead ends = 66 at difficulty 10."""
-SYNTAX = ("given", "rule", "goal", ":", "by", "from", "qed", "need", "try", "got", "fail", "known", "none")
+THEORY_SEED = "qednano-builtin-theory:1"
+SYNTAX = ("given", "goal", ":", "by", "from", "qed", "need", "try", "got", "fail", "known", "none")
 """The domain's own words besides fact and rule names (statements, proofs, search traces, summaries)."""
 
 
@@ -67,7 +75,6 @@ def vocabulary() -> list[str]:
 
 STEP = re.compile(r"^(p\d+)(?: by (\S+))?(?: from((?: p\d+)+))?$")
 """One proof line: fact, optional `by RULE`, optional `from PREMISES` (`check.py` judges what is missing)."""
-RULE = re.compile(r"^rule : (p\d+) by (r\d+) from((?: p\d+)+)$")
 GIVEN = re.compile(r"^given :((?: p\d+)+)$")
 GOAL = re.compile(r"^goal : (p\d+)$")
 
@@ -102,22 +109,73 @@ class Step:
 
 
 @dataclass(frozen=True)
+class Circuit:
+    """The theory's circuit: each gate's kind and inputs, and the fact that names each wire value."""
+
+    gates: dict[int, tuple[str, int, int]]
+    """Wire -> (`and` or `or`, first input wire, second input wire), for every wire above level 0."""
+    names: tuple[str, ...]
+    """Fact name of wire w's value v at index 2 * w + v."""
+
+    def fact(self, wire: int, value: int) -> str:
+        return self.names[2 * wire + value]
+
+    def evaluate(self, inputs: list[int]) -> list[int]:
+        """Every wire's value, given the input wires' values (level 0, in wire order)."""
+        values = list(inputs)
+        for wire in range(WIDTH, WIDTH * LEVELS):
+            kind, a, b = self.gates[wire]
+            values.append(values[a] & values[b] if kind == "and" else values[a] | values[b])
+        return values
+
+
+@cache
+def circuit() -> Circuit:
+    """The one circuit of the theory, built from `THEORY_SEED`."""
+    rng = random.Random(THEORY_SEED)
+    gates = {}
+    for level in range(1, LEVELS):
+        for i in range(WIDTH):
+            wire = WIDTH * level + i
+            near = [WIDTH * (level - 1) + (i + j) % WIDTH for j in range(-WINDOW, WINDOW + 1)]
+            a, b = rng.sample(near, 2)
+            gates[wire] = (rng.choice(("and", "or")), a, b)
+    names = tuple(f"p{i}" for i in rng.sample(range(ATOMS), ATOMS))
+    return Circuit(gates, names)
+
+
+@cache
+def theory() -> tuple[Rule, ...]:
+    """The theory's rules, in name order (r1, r2, ...): three per gate."""
+    c = circuit()
+    unnamed: list[tuple[tuple[str, ...], str]] = []
+    for wire, (kind, a, b) in c.gates.items():
+        strong = 1 if kind == "and" else 0  # the value both inputs must share
+        weak = 1 - strong
+        unnamed.append(((c.fact(a, strong), c.fact(b, strong)), c.fact(wire, strong)))
+        unnamed.append(((c.fact(a, weak),), c.fact(wire, weak)))
+        unnamed.append(((c.fact(b, weak),), c.fact(wire, weak)))
+    numbers = random.Random(f"{THEORY_SEED}:names").sample(range(1, len(unnamed) + 1), len(unnamed))
+    rules = [Rule(f"r{n}", body, head) for n, (body, head) in zip(numbers, unnamed, strict=True)]
+    return tuple(sorted(rules, key=lambda r: int(r.name[1:])))
+
+
+@dataclass(frozen=True)
 class Instance:
-    """One problem of the domain: given facts, rules (in statement order) and the goal."""
+    """One problem of the domain: given facts, the goal, and the rules (the theory's, unless a test builds its own)."""
 
     given: tuple[str, ...]
-    rules: tuple[Rule, ...]
     goal: str
+    rules: tuple[Rule, ...] = field(default_factory=theory)
     seed: int = 0
     difficulty: int = 0
     reference: tuple[Step, ...] = field(default=())
-    """The planted derivation, in proof order (filled by `generate`; `solve` finds one from the statement)."""
+    """A shortest-in-practice derivation, in proof order (filled by `generate`: `solve` of the instance)."""
     chain: tuple[str, ...] = field(default=())
-    """The main chain's facts in order, ending with the goal (filled by `generate`)."""
+    """The goal's spine: the first premise of each reference step, down to level 1, then up to the goal."""
 
     def statement(self) -> str:
-        lines = [f"given : {' '.join(self.given)}", *(r.line() for r in self.rules), f"goal : {self.goal}"]
-        return "\n".join(lines)
+        return f"given : {' '.join(self.given)}\ngoal : {self.goal}"
 
     def rule(self, name: str | None) -> Rule | None:
         return next((r for r in self.rules if r.name == name), None)
@@ -166,128 +224,95 @@ class Instance:
         return "\n".join([*(s.line() for s in self.reference), "qed"])
 
 
-def knobs(difficulty: int) -> dict[str, int | float]:
-    """What the difficulty sets: chain length, side-fact share, distractor counts."""
-    d = min(MAX_DIFFICULTY, max(MIN_DIFFICULTY, difficulty))
-    return {
-        "given": 2 + d // 3,
-        "chain": 2 + 2 * d,
-        "side": 0.15 + 0.04 * d,
-        "dead_ends": 1 + d,
-        "traps": 1 + d,
-    }
-
-
 def generate(seed: int, difficulty: int) -> Instance:
-    """One instance, a pure function of (seed, difficulty)."""
+    """One instance, a pure function of (seed, difficulty): random inputs, a true fact on level difficulty + 2.
+
+    The inputs' parity (how many are 1, mod 2) is the seed's, so instances of even and of odd
+    seeds never share a statement: `source.py` gives training problems even seeds, held-out odd.
+    """
     if not MIN_DIFFICULTY <= difficulty <= MAX_DIFFICULTY:
         raise ValueError(f"difficulty {difficulty} is outside {MIN_DIFFICULTY}..{MAX_DIFFICULTY}")
     rng = random.Random(f"qednano-builtin:{seed}:{difficulty}")
-    k = knobs(difficulty)
-    names = [f"p{i}" for i in rng.sample(range(ATOMS), ATOMS)]
-    fresh = iter(names)
-    given = [next(fresh) for _ in range(int(k["given"]))]
-    rules: list[tuple[tuple[str, ...], str]] = []  # (body, head), named later
-    reference: list[tuple[tuple[str, ...], str]] = []
-    derived: list[str] = []
-
-    def side_fact() -> str:
-        if rng.random() < 0.5:
-            return rng.choice(given)
-        body = tuple(rng.sample(given, rng.choice((1, 2))))
-        head = next(fresh)
-        rules.append((body, head))
-        reference.append((body, head))
-        derived.append(head)
-        return head
-
-    current = None
-    chain: list[str] = []
-    for _ in range(int(k["chain"])):
-        if current is None:
-            body: tuple[str, ...] = tuple(rng.sample(given, min(2, len(given))))
-        else:
-            body = (current, side_fact()) if rng.random() < float(k["side"]) else (current,)
-        head = next(fresh)
-        rules.append((body, head))
-        reference.append((body, head))
-        derived.append(head)
-        chain.append(head)
-        current = head
-    goal = current
-    assert goal is not None
-    needed = list(derived)
-    for _ in range(int(k["traps"])):
-        target = rng.choice(needed)
-        missing = next(fresh)
-        earlier = given + needed[: needed.index(target)]
-        rules.append(((rng.choice(earlier), missing), target))
-    dead: list[str] = []
-    for _ in range(int(k["dead_ends"])):
-        source = given + needed[: rng.randrange(1, len(needed) + 1)] + dead
-        body = tuple(rng.sample(source, min(len(source), rng.choice((1, 1, 2)))))
-        head = next(fresh)
-        dead.append(head)
-        rules.append((body, head))
-    order = rng.sample(range(len(rules)), len(rules))
-    named = {order[j]: f"r{j + 1}" for j in range(len(rules))}  # statement position j holds rule order[j]
-    rule_of = {rules[i]: named[i] for i in range(len(rules))}
-    listed = tuple(Rule(named[i], rules[i][0], rules[i][1]) for i in order)
-    steps = tuple(Step(head, rule_of[(body, head)], body) for body, head in reference)
-    return Instance(tuple(given), listed, goal, seed, difficulty, steps, tuple(chain))
+    c = circuit()
+    bits = [rng.randrange(2) for _ in range(WIDTH - 1)]
+    values = c.evaluate([*bits, (seed + sum(bits)) % 2])  # the inputs' parity is the seed's (source.py: splits)
+    level = difficulty + 2
+    wire = rng.randrange(WIDTH * level, WIDTH * (level + 1))
+    given = tuple(c.fact(w, values[w]) for w in range(WIDTH))
+    instance = Instance(given, c.fact(wire, values[wire]), seed=seed, difficulty=difficulty)
+    reference = solve(instance)
+    assert reference is not None  # the goal is true, so it follows
+    by_fact = {s.fact: s for s in reference}
+    spine = [instance.goal]
+    while (below := [p for p in by_fact[spine[-1]].premises if p in by_fact]) != []:
+        spine.append(below[0])
+    return Instance(
+        given, instance.goal, seed=seed, difficulty=difficulty, reference=reference, chain=tuple(spine[::-1])
+    )
 
 
 def parse_statement(text: str) -> Instance | None:
-    """The instance written in `text` (its given, rule and goal lines, anywhere in it); None if absent."""
+    """The instance written in `text` (its given and goal lines, anywhere in it); None if absent."""
     given: tuple[str, ...] | None = None
     goal = None
-    rules = []
-    seen: set[str] = set()
     for raw in text.splitlines():
         line = " ".join(raw.split())
         if (m := GIVEN.match(line)) and given is None:
             given = tuple(m.group(1).split())
-        elif (m := RULE.match(line)) and m.group(2) not in seen:
-            seen.add(m.group(2))
-            rules.append(Rule(m.group(2), tuple(m.group(3).split()), m.group(1)))
         elif (m := GOAL.match(line)) and goal is None:
             goal = m.group(1)
-    if given is None or goal is None or not rules:
+    if given is None or goal is None:
         return None
-    return Instance(given, tuple(rules), goal)
+    return Instance(given, goal)
+
+
+def search(instance: Instance, known: tuple[str, ...] | list[str] = ()) -> tuple[list[str], list[Step]]:
+    """A depth-first backward search from the goal, rules tried in name order: its trace lines and the steps it got.
+
+    The trace is `need FACT`, `try STEP`, `got STEP` and `fail FACT` lines, dead ends
+    included; the steps are the `got` lines the goal rests on, in order, a derivation of the
+    goal when it succeeds. Facts in `known` (carried by a Reasoning Cache summary) count as established
+    and are not searched, so a later turn's trace is shorter by what the earlier turns found.
+    """
+    lines: list[str] = []
+    steps: list[Step] = []
+    state: dict[str, bool] = {f: True for f in (*instance.given, *known)}
+    by_head: dict[str, list[Rule]] = {}
+    for r in instance.rules:
+        by_head.setdefault(r.head, []).append(r)
+
+    def derive(fact: str) -> bool:
+        if fact in state:
+            return state[fact]
+        lines.append(f"need {fact}")
+        state[fact] = False  # no rule may lean on a fact still being searched
+        for rule in by_head.get(fact, []):
+            step = Step(fact, rule.name, rule.body)
+            lines.append(f"try {step.line()}")
+            if all(derive(p) for p in rule.body):
+                state[fact] = True
+                lines.append(f"got {step.line()}")
+                steps.append(step)
+                return True
+        lines.append(f"fail {fact}")
+        return False
+
+    derive(instance.goal)
+    needed, stack = set(), [instance.goal]
+    got = {s.fact: s for s in steps}
+    while stack:  # a fact got on a branch that failed further up is a dead end, not part of the derivation
+        fact = stack.pop()
+        if fact in got and fact not in needed:
+            needed.add(fact)
+            stack += got[fact].premises
+    return lines, [s for s in steps if s.fact in needed]
 
 
 def solve(instance: Instance) -> tuple[Step, ...] | None:
-    """A shortest-in-practice derivation of the goal: backward from the goal over firing rules, no dead ends.
-
-    Used by the teacher, which sees only the statement. Each needed fact takes the first
-    listed rule that fires from derivable facts; None when the goal is not derivable.
-    """
-    known = instance.derivable()
-    if instance.goal not in known:
-        return None
-    by_head: dict[str, Rule] = {}
-    # The rule per fact that reaches it earliest in forward chaining, so the derivation is well-founded.
-    have = set(instance.given)
-    while len(by_head) < len(known - set(instance.given)):
-        for r in instance.rules:
-            if r.head not in have and r.head not in by_head and set(r.body) <= have:
-                by_head[r.head] = r
-        have |= set(by_head)
-    out: list[Step] = []
-    done = set(instance.given)
-
-    def visit(fact: str) -> None:
-        if fact in done:
-            return
-        rule = by_head[fact]
-        for p in rule.body:
-            visit(p)
-        done.add(fact)
-        out.append(Step(fact, rule.name, rule.body))
-
-    visit(instance.goal)
-    return tuple(out)
+    """The derivation `search` finds (what the teacher proves, its trace's `got` lines); None if the goal fails."""
+    _, steps = search(instance)
+    proved = {s.fact for s in steps} | set(instance.given)
+    return tuple(steps) if instance.goal in proved else None
 
 
 DEDUCTIONS: dict[str, int] = {
@@ -312,19 +337,20 @@ def rubric(instance: Instance) -> str:
         f"2. [{b} pts] Derives {second}: the steps establish {second} from the given facts.\n"
         f"3. [{c} pts] Derives the goal {instance.goal}: the steps establish the goal from the given facts.\n"
         f"Total (max {a + b + c})\n"
-        "A fact is established by a step whose fact follows, by some given rule, from the given facts "
+        "A fact is established by a step whose fact follows, by a rule of the theory, from the given facts "
         "and the facts established above it; a step with a citation fault still establishes its fact.\n\n"
         "## Zero-credit items\n"
-        "- Restating the given facts, the rules or the goal without derived steps.\n"
-        "- A proof whose invalid steps outnumber its other steps (for example one copied from another problem).\n"
+        "- Restating the given facts or the goal without derived steps.\n"
+        "- A proof whose invalid and irrelevant (distractor) steps outnumber its other steps "
+        "(for example one copied from another problem).\n"
         f"- Writing qed without establishing the goal {instance.goal}.\n"
         "- Anything after the line qed.\n\n"
         "## Deductions\n"
         f"- -{d['invalid step']}: each line that is not a step, or whose fact does not follow from the facts "
-        "established above it by any given rule (invalid step).\n"
+        "established above it by any rule of the theory (invalid step).\n"
         f"- -{d['unjustified conclusion']}: each step that cites no rule (unjustified conclusion).\n"
         f"- -{d['wrong citation']}: each step whose cited rule or premises are not the ones that justify it, "
-        "though a given rule does (wrong citation).\n"
+        "though a rule of the theory does (wrong citation).\n"
         f"- -{d['distractor step']}: each step that repeats an established fact, or establishes a fact that "
         "no derivation of the goal uses (distractor step).\n"
         "- The score never goes below 0.\n"

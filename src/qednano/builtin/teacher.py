@@ -31,7 +31,7 @@ import re
 from dataclasses import replace
 
 from qednano.builtin.check import judge_line
-from qednano.builtin.domain import Instance, Step, parse_statement, solve
+from qednano.builtin.domain import Instance, Step, parse_statement, search, solve
 
 ERRORS = ("skip_justification", "wrong_citation", "distractor_step", "truncate")
 CANDIDATES = ("candidate :", "### LATEST CANDIDATE SOLUTION")
@@ -75,34 +75,6 @@ def with_error(instance: Instance, steps: list[Step], kind: str, rng: random.Ran
     if kind == "truncate":
         return steps[: rng.randrange(1, len(steps))] if len(steps) > 1 else None
     raise ValueError(f"unknown teacher error {kind!r} (known: {', '.join(ERRORS)})")
-
-
-def trace(instance: Instance, known: list[str] | tuple[str, ...] = ()) -> list[str]:
-    """A depth-first backward search from the goal, in statement rule order, dead ends included.
-
-    Facts in `known` (carried by a Reasoning Cache summary) are not searched again, so a
-    later turn's trace is shorter by what the earlier turns found.
-    """
-    lines: list[str] = []
-    state: dict[str, bool] = {f: True for f in (*instance.given, *known)}
-
-    def derive(fact: str) -> bool:
-        if fact in state:
-            return state[fact]
-        lines.append(f"need {fact}")
-        state[fact] = False  # no rule may lean on a fact still being searched
-        for rule in (r for r in instance.rules if r.head == fact):
-            step = Step(fact, rule.name, rule.body).line()
-            lines.append(f"try {step}")
-            if all(derive(p) for p in rule.body):
-                state[fact] = True
-                lines.append(f"got {step}")
-                return True
-        lines.append(f"fail {fact}")
-        return False
-
-    derive(instance.goal)
-    return lines
 
 
 def summary(statement: Instance, candidate: str, prior: list[str]) -> str:
@@ -156,5 +128,5 @@ def answer(
                 steps, made = changed, kind
                 break
     body = [s.line() for s in steps] + ([] if made == "truncate" else ["qed"])
-    reasoning = ["<think>", *trace(instance, prior), "</think>"] if think else []
+    reasoning = ["<think>", *search(instance, prior)[0], "</think>"] if think else []
     return "\n".join(reasoning + body), made
