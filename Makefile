@@ -15,19 +15,22 @@ $(VENV)/.installed: pyproject.toml
 
 install: $(VENV)/.installed
 
-# The built-in offline run: a tiny local model, the demo problems, every stage (15-21 s on 2 CPU cores).
-# (The main job becomes `qednano eval builtin/eval` once the built-in prover ships: issue 14.)
+# The main job, offline: the shipped built-in prover with the direct, Reasoning Cache and RSA
+# scaffolds on 36 held-out built-in problems, the exact judge, the report and the viewer.
 demo: install
-	$(VENV)/bin/qednano demo
+	OMP_NUM_THREADS=2 $(VENV)/bin/qednano eval builtin/eval
 
 # The built-in prover, trained from scratch by the project's own commands (README, "The built-in
-# prover"): teacher proofs -> grades -> SFT and RL sets -> SFT -> GRPO -> RC, then the three
-# checkpoints are copied into the package, where recipes/models/builtin-prover.yaml finds them.
+# prover"): teacher proofs (direct and RC prompts) -> grades -> SFT and RL sets -> SFT -> GRPO
+# -> RC, then the three checkpoints are copied into the package, where
+# recipes/models/builtin-prover.yaml finds them.
 PROVER := src/qednano/recipes/builtin/prover
 PROVER_FILES := model.safetensors config.json generation_config.json tokenizer.json tokenizer_config.json chat_template.jinja
 prover: install
 	$(VENV)/bin/qednano generate builtin/teacher
 	$(VENV)/bin/qednano grade builtin/teacher
+	$(VENV)/bin/qednano generate builtin/teacher-rc
+	$(VENV)/bin/qednano grade builtin/teacher-rc
 	$(VENV)/bin/qednano export builtin/export
 	OMP_NUM_THREADS=2 $(VENV)/bin/qednano sft builtin/sft
 	OMP_NUM_THREADS=2 $(VENV)/bin/qednano grpo builtin/grpo

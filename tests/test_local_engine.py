@@ -77,3 +77,29 @@ async def test_any_generation_config_eos_ends_the_text(tiny_model_dir: Path) -> 
     await llm.aclose()
     assert completion.finish_reason == "stop" and not completion.truncated
     assert completion.output_tokens == row.index(third) + 1
+
+
+def test_several_engines_loading_at_once_each_get_real_weights(tiny_model_dir: Path) -> None:
+    """An eval of several local models (the built-in miniature's three checkpoints) loads them in parallel threads."""
+    import threading
+
+    engines = [LocalEngine(ModelConfig(engine="transformers", model=str(tiny_model_dir), device="cpu")) for _ in range(3)]
+    start = threading.Barrier(len(engines))
+    errors: list[BaseException] = []
+
+    def load(engine: LocalEngine) -> None:
+        start.wait()
+        try:
+            engine.load()
+        except BaseException as err:  # noqa: BLE001  # collected and asserted on below
+            errors.append(err)
+
+    threads = [threading.Thread(target=load, args=(e,)) for e in engines]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors, errors
+    for e in engines:
+        model, _ = e.load()
+        assert all(p.device.type == "cpu" for p in model.parameters())

@@ -33,6 +33,9 @@ log = logging.getLogger(__name__)
 DEFAULT_MAX_NEW_TOKENS = 512
 SEEDED = threading.Lock()
 """Held from seeding torch's generator to the end of that call's decoding."""
+LOADING = threading.Lock()
+"""Held while any engine loads its model: transformers' loading (its meta-device init) is not
+thread-safe, and an eval of several local models loads them in parallel threads."""
 
 
 @dataclass
@@ -54,14 +57,13 @@ class LocalEngine:
         self.queue: asyncio.Queue[Pending] | None = None
         self.worker: asyncio.Task[None] | None = None
         self._loaded: tuple[PreTrainedModel, PreTrainedTokenizerBase] | None = None
-        self._load_lock = threading.Lock()
         self.repeats: dict[str, int] = {}
         """Seeded requests decoded so far, by request digest (`call_seed`)."""
         self.batches: list[int] = []
         """Size of each batch decoded (for tests and benchmarks)."""
 
     def load(self) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
-        with self._load_lock:
+        with LOADING:
             if self._loaded is None:
                 try:
                     import torch
