@@ -25,12 +25,15 @@ demo: install
 # -> RC, then the three checkpoints are copied into the package, where
 # recipes/models/builtin-prover.yaml finds them.
 PROVER := src/qednano/recipes/builtin/prover
+RC1 := scaffold.turns=1 run_dir=runs/builtin-teacher-rc1 problems.count=1500
 PROVER_FILES := model.safetensors config.json generation_config.json tokenizer.json tokenizer_config.json chat_template.jinja
 prover: install
 	$(VENV)/bin/qednano generate builtin/teacher
 	$(VENV)/bin/qednano grade builtin/teacher
 	$(VENV)/bin/qednano generate builtin/teacher-rc
 	$(VENV)/bin/qednano grade builtin/teacher-rc
+	$(VENV)/bin/qednano generate builtin/teacher-rc $(RC1)
+	$(VENV)/bin/qednano grade builtin/teacher-rc $(RC1)
 	$(VENV)/bin/qednano export builtin/export
 	OMP_NUM_THREADS=2 $(VENV)/bin/qednano sft builtin/sft
 	OMP_NUM_THREADS=2 $(VENV)/bin/qednano grpo builtin/grpo

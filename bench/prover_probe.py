@@ -7,11 +7,12 @@ is printed for each skill, told apart by the word before the target and by the l
 
 - `copy fact`: the fact after `try`, two words back (`need X` / `try X ...`);
 - `premise`: the fact after `need`, a premise of the rule tried above;
-- `rule, statement` / `premise, statement`: the rule after `FACT by` and the first premise
-  after `from` on a `try` line, the first time the trace writes that rule: found only in the
-  problem's rule lines (a look-up by content across the prompt);
-- `rule, own trace` / `premise, own trace`: the same words on a `got` line or a proof line,
-  which repeat a line the trace wrote a few lines above.
+- `rule, theory` / `premise, theory`: the rule after `FACT by` and the first premise after
+  `from` on a `try` line: what the theory says (learned in the weights; no statement lists it);
+- `given check`: the first word of the line after a `try` line, `need` when a premise still
+  has to be derived and `got` when all are given or known: the look-up of the premises in
+  the problem's `given` line (and in the trace above);
+- `proof fact`: the fact opening a proof line, which repeats the trace's `got` lines in order.
 
 Run: OMP_NUM_THREADS=1 .venv/bin/python bench/prover_probe.py runs/builtin-prover/sft runs/builtin-export/sft/train.jsonl
 """
@@ -23,29 +24,22 @@ import json
 from collections import defaultdict
 from pathlib import Path
 
-SKILLS = (
-    "copy fact",
-    "premise",
-    "rule, statement",
-    "premise, statement",
-    "rule, own trace",
-    "premise, own trace",
-)
+SKILLS = ("copy fact", "premise", "rule, theory", "premise, theory", "given check", "proof fact")
 
 
-def skill(words: list[str], i: int, line: str) -> str | None:
+def skill(words: list[str], i: int, line: str, previous: str) -> str | None:
     """The skill that predicting token i + 1 from tokens ..i exercises (None for syntax words)."""
     before = words[i]
+    if before == "\n" and line == "proof":
+        return "proof fact"
+    if before == "\n" and previous == "try":
+        return "given check"
     if before == "try":
         return "copy fact"
     if before == "need":
         return "premise"
     kind = {"by": "rule", "from": "premise"}.get(before)
-    if kind is None:
-        return None
-    if line == "try":
-        return f"{kind}, statement"
-    return f"{kind}, own trace" if line in ("got", "proof") else None
+    return f"{kind}, theory" if kind is not None and line == "try" else None
 
 
 def main() -> None:
@@ -69,17 +63,13 @@ def main() -> None:
         with torch.no_grad():
             guess = model(torch.tensor([ids])).logits[0].argmax(-1).tolist()
         words = tok.convert_ids_to_tokens(ids)
-        line, tried = "", set()
+        line, previous = "", ""
         for i in range(start, len(ids) - 1):
             if words[i] == "</think>":
                 line = "proof"
             elif words[i - 1] in ("\n", "<think>") and line != "proof":
-                line = words[i]
-            name = skill(words, i, line)
-            if name == "rule, statement" and words[i + 1] in tried:
-                name = None  # tried before: the trace holds it too
-            if line == "try" and words[i] == "by":
-                tried.add(words[i + 1])
+                line, previous = words[i], line
+            name = skill(words, i, line, line if words[i] == "\n" else previous)
             if name is not None:
                 right[name][0] += guess[i] == ids[i + 1]
                 right[name][1] += 1

@@ -1,7 +1,8 @@
 """Can the built-in prover's architecture learn associative recall at a given learning rate? A synthetic check.
 
-The skill a built-in proof needs and `builtin/sft` has not taught (README, "The built-in
-prover"): find a key among the problem's lines and copy the word next to it. Here it is alone,
+The skill the first version of the built-in domain needed (rules listed in each problem) and
+SFT never taught, which is why the theory moved into the prover's weights (README, "The
+built-in prover"): find a key among the problem's lines and copy the word next to it. Here it is alone,
 in its plainest form: `pairs` random key-value pairs (keys from 100 ids, values from 99,
 as facts and rule names), then 8 queries `: KEY` whose answer is the value; the loss is on
 the answers only, and the model is the prover's Qwen3 (`builtin/prover.prover_config` at

@@ -98,3 +98,19 @@ def test_the_shipped_checkpoints_fit_the_size_limit_and_name_their_stages() -> N
     for p in stages.values():
         config = json.loads((p / "config.json").read_text())
         assert config["model_type"] == "qwen3"
+
+
+@pytest.mark.skipif(not (SHIPPED / "rc" / "model.safetensors").is_file(), reason="the prover is not shipped yet")
+def test_the_main_job_runs_the_shipped_prover_offline_and_it_proves_something(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`make demo`'s eval, cut to 12 problems and one run: a results table, an HTML report, and scores above 0."""
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    assert main(["eval", "builtin/eval", "samples=1", "benchmarks.builtin.problems.count=12"]) == 0
+    run = tmp_path / "runs" / "builtin-eval"
+    report = json.loads((run / "report.json").read_text())
+    scores = {s["scaffold"]: s["score"]["mean"] for s in report["summaries"]}
+    assert set(scores) == {"direct", "reasoning_cache", "rsa"}
+    assert scores["direct"] > 0 and scores["reasoning_cache"] > 0, scores
+    assert (run / "report.html").is_file()
