@@ -83,7 +83,9 @@ def test_several_engines_loading_at_once_each_get_real_weights(tiny_model_dir: P
     """An eval of several local models (the built-in miniature's three checkpoints) loads them in parallel threads."""
     import threading
 
-    engines = [LocalEngine(ModelConfig(engine="transformers", model=str(tiny_model_dir), device="cpu")) for _ in range(3)]
+    engines = [
+        LocalEngine(ModelConfig(engine="transformers", model=str(tiny_model_dir), device="cpu")) for _ in range(3)
+    ]
     start = threading.Barrier(len(engines))
     errors: list[BaseException] = []
 
