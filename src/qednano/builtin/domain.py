@@ -81,14 +81,11 @@ GOAL = re.compile(r"^goal : (p\d+)$")
 
 @dataclass(frozen=True)
 class Rule:
-    """`rule : head by name from body`."""
+    """A Horn rule of the theory: `head` follows from the facts of `body`, cited as `name`."""
 
     name: str
     body: tuple[str, ...]
     head: str
-
-    def line(self) -> str:
-        return f"rule : {self.head} by {self.name} from {' '.join(self.body)}"
 
 
 @dataclass(frozen=True)
@@ -170,7 +167,7 @@ class Instance:
     seed: int = 0
     difficulty: int = 0
     reference: tuple[Step, ...] = field(default=())
-    """A shortest-in-practice derivation, in proof order (filled by `generate`: `solve` of the instance)."""
+    """The derivation the teacher's search finds, in proof order (filled by `generate`: `solve` of the instance)."""
     chain: tuple[str, ...] = field(default=())
     """The goal's spine: the first premise of each reference step, down to level 1, then up to the goal."""
 
@@ -207,11 +204,11 @@ class Instance:
         return useful - set(self.given)
 
     def milestones(self) -> tuple[str, str]:
-        """The two intermediate chain facts the rubric rewards (about a third and two thirds in)."""
+        """The two facts of the goal's spine the rubric rewards (about a third and two thirds up)."""
         chain = self.chain
         n = len(chain)
         if n < 3:
-            raise ValueError(f"an instance needs a planted chain of at least 3 facts for its rubric, not {n}")
+            raise ValueError(f"an instance needs a spine of at least 3 facts for its rubric, not {n}")
         first = max(0, round(n / 3) - 1)
         second = min(n - 2, max(first + 1, round(2 * n / 3) - 1))
         return chain[first], chain[second]
@@ -271,8 +268,9 @@ def search(instance: Instance, known: tuple[str, ...] | list[str] = ()) -> tuple
 
     The trace is `need FACT`, `try STEP`, `got STEP` and `fail FACT` lines, dead ends
     included; the steps are the `got` lines the goal rests on, in order, a derivation of the
-    goal when it succeeds. Facts in `known` (carried by a Reasoning Cache summary) count as established
-    and are not searched, so a later turn's trace is shorter by what the earlier turns found.
+    goal when it succeeds. Facts in `known` (carried by a Reasoning Cache summary) count as
+    established and are not searched, so a later turn's trace is shorter by what the earlier
+    turns found.
     """
     lines: list[str] = []
     steps: list[Step] = []

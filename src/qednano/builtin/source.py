@@ -42,7 +42,6 @@ def problem(split: str, seed: int, index: int, difficulty: int) -> Problem:
             # Not `difficulty`: in the RL set that key is the base model's mean grade (data/schema.py).
             "level": difficulty,
             "proof_steps": instance.proof_steps(),
-            "rules": len(instance.rules),
         },
     )
 
