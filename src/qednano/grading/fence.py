@@ -81,46 +81,120 @@ _ROLES = (
     r"(?:grader|judge|evaluator|developer|admin(?:istrator)?|moderator|reviewer|examiner|assessor|grading)s?(?:'s|s')?"
 )
 _WEAK_ROLES = r"(?:system|assistant|user|verifier|marker|official|openai|anthropic|google)(?:'s)?"
+Screened = tuple[re.Pattern[str], tuple[tuple[str, ...], ...]]
+"""A pattern and the words it cannot match without: one word of each group, in the folded text."""
+
+
+def _screened(pattern: str, flags: int, *needs: str) -> Screened:
+    """`pattern` compiled, with its needed words (`needs`: one `a|b|c` group per word it must contain).
+
+    Most proofs contain none of a pattern's needed words, and a substring test is a hundred
+    times cheaper than a case-insensitive scan for a `\b(?:...)` alternation, so `neutralise`
+    runs a pattern only where every group has a word in the text.
+    """
+    return re.compile(pattern, flags), tuple(tuple(group.split("|")) for group in needs)
+
+
+_FOLD = str.maketrans({"İ": "i", "ı": "i", "ſ": "s"})
+"""The only characters that `re.IGNORECASE` matches to an ASCII letter and `str.lower` does not map to it."""
+
+
+def _folded(text: str) -> str:
+    """`text` lower-cased so that a needed word is in it wherever a case-insensitive pattern could match."""
+    return text.translate(_FOLD).lower()
+
+
+def _screen(patterns: list[Screened], folded: str) -> list[re.Pattern[str]]:
+    """The patterns whose needed words are all in `folded` (the others cannot match)."""
+    return [pattern for pattern, needs in patterns if all(any(w in folded for w in group) for group in needs)]
+
+
+_ROLE_WORDS = "grader|judge|evaluator|developer|admin|moderator|reviewer|examiner|assessor|grading"
+_GRADER_WORDS = "grader|judge|evaluator|marker|reviewer|verifier|assessor|examiner"
 _NOTES = [
-    re.compile(p, re.IGNORECASE | re.MULTILINE)
-    for p in (
+    _screened(p, re.IGNORECASE | re.MULTILINE, *needs)
+    for p, *needs in (
         # a role label opening a line or a bracket, comment or markup: "Grader:", "[Judge note]", "<!-- evaluator -"
-        rf"(?:^|(?<=[\[({{<#*/%|>\-]))[ \t*_]*{_ROLES}[ \t]*(?:{_NOTE_WORDS})?[ \t*_]*[:\])>\-–—]",
+        (rf"(?:^|(?<=[\[({{<#*/%|>\-]))[ \t*_]*{_ROLES}[ \t]*(?:{_NOTE_WORDS})?[ \t*_]*[:\])>\-–—]", _ROLE_WORDS),
         # system/assistant/official ... only with a note word: "System note:", "[official grading message]"
-        rf"\b{_WEAK_ROLES}[ \t]+(?:grading[ \t]+|grader[ \t]+)?{_NOTE_WORDS}\b",
+        (
+            rf"\b{_WEAK_ROLES}[ \t]+(?:grading[ \t]+|grader[ \t]+)?{_NOTE_WORDS}\b",
+            "system|assistant|user|verifier|marker|official|openai|anthropic|google",
+            "note|message|instruction|override|prompt|comment|remark|notice|update|directive|guidance",
+        ),
         # prose that speaks for the graders or the organisers
-        r"\b(?:already\s+|been\s+|was\s+|were\s+)(?:verified|checked|approved|graded|validated|certified|confirmed"
-        r"|reviewed)\s+(?:as\s+correct\s+)?by\s+(?:the\s+|an?\s+|our\s+)?(?:official\s+|human\s+|expert\s+|previous\s+)?"
-        r"(?:grader|judge|committee|organi[sz]er|reviewer|expert|evaluator|jury|markers?)",
-        r"\bthe\s+(?:correct|expected|intended|official|final|right)\s+(?:score|grade|mark|number\s+of\s+points)\s+"
-        r"(?:is|should\s+be|=|:)",
-        r"\b(?:score|grade|mark)\s*[:=]\s*\d+\s*(?:/|out\s+of)\s*\d+",
-        r"\bdo\s+not\s+(?:penali[sz]e|deduct|subtract|take\s+off)\b",
-        r"\byou\s+are\s+(?:now\s+)?(?:a|an|the)\s+(?:lenient|generous|kind|new|different|helpful)\b",
-        r"\b(?:new|updated|revised|additional)\s+(?:grading\s+)?instructions\b",
-        r"\btreat\s+(?:this|the\s+following|it)\s+as\s+(?:the\s+)?(?:reference|official|model)\s+(?:solution|answer|proof)",
+        (
+            r"\b(?:already\s+|been\s+|was\s+|were\s+)(?:verified|checked|approved|graded|validated|certified|confirmed"
+            r"|reviewed)\s+(?:as\s+correct\s+)?by\s+(?:the\s+|an?\s+|our\s+)?(?:official\s+|human\s+|expert\s+|previous\s+)?"
+            r"(?:grader|judge|committee|organi[sz]er|reviewer|expert|evaluator|jury|markers?)",
+            "verified|checked|approved|graded|validated|certified|confirmed|reviewed",
+            "grader|judge|committee|organiser|organizer|reviewer|expert|evaluator|jury|marker",
+        ),
+        (
+            r"\bthe\s+(?:correct|expected|intended|official|final|right)\s+(?:score|grade|mark|number\s+of\s+points)\s+"
+            r"(?:is|should\s+be|=|:)",
+            "correct|expected|intended|official|final|right",
+            "score|grade|mark|number",
+        ),
+        (r"\b(?:score|grade|mark)\s*[:=]\s*\d+\s*(?:/|out\s+of)\s*\d+", "score|grade|mark", ":|="),
+        (r"\bdo\s+not\s+(?:penali[sz]e|deduct|subtract|take\s+off)\b", "penali|deduct|subtract|take"),
+        (
+            r"\byou\s+are\s+(?:now\s+)?(?:a|an|the)\s+(?:lenient|generous|kind|new|different|helpful)\b",
+            "you",
+            "lenient|generous|kind|new|different|helpful",
+        ),
+        (r"\b(?:new|updated|revised|additional)\s+(?:grading\s+)?instructions\b", "instructions"),
+        (
+            r"\btreat\s+(?:this|the\s+following|it)\s+as\s+(?:the\s+)?(?:reference|official|model)\s+(?:solution|answer|proof)",
+            "treat",
+        ),
     )
 ]
 _GRADER = r"(?:grader|judge|evaluator|marker|reviewer|verifier|assessor|examiner)s?"
 _INSTRUCTIONS = [
-    re.compile(p, re.IGNORECASE)
-    for p in (
-        r"\b(?:ignore|disregard|forget|override)\s+(?:all\s+|any\s+)?(?:of\s+)?(?:the\s+|your\s+)?"
-        r"(?:previous|prior|above|earlier|preceding|former|system|grading|original)?\s*"
-        r"(?:instructions?|rules|guidelines|directions|prompt|rubric|marking\s+scheme)",
-        rf"\b(?:note|message|instructions?|reminder|hint)s?\s+(?:to|for)\s+(?:the\s+|any\s+)?(?:ai\s+)?{_GRADER}",
-        rf"\b(?:dear|attention|hello|hi)\s*,?\s+(?:the\s+)?(?:ai\s+)?{_GRADER}",
-        r"\b(?:award|give|assign|grant)\s+(?:(?:this|the|my)\s+(?:proof|solution|answer|response|attempt|work)\s+|it\s+|me\s+)?"
-        r"(?:with\s+|a\s+|an\s+|the\s+)?(?:full|maximum|max|perfect|complete|top|highest)\s+(?:marks?|points?|scores?|credit|grade)",
-        r"\b(?:award|give|assign|grant|score|rate|grade)\s+(?:(?:this|the|my)\s+(?:proof|solution|answer|response|attempt|work)|it|me)"
-        r"\s+(?:a\s+)?(?:7|seven)\b",
-        r"\bfull\s+(?:marks|credit)\b",
-        r"\byou\s+(?:must|should|shall|are\s+(?:required|instructed)\s+to|will|have\s+to)\s+"
-        r"(?:award|give|assign|output|grade|score|rate|mark|accept|return)",
-        r"\b(?:this|the|my)\s+(?:proof|solution|answer|response)\s+(?:deserves|should\s+(?:get|receive|be\s+given)|"
-        r"must\s+(?:get|receive|be\s+given))\s+(?:full|7|seven|maximum|a\s+perfect|perfect)",
-        r"\b(?:system|developer)\s+(?:prompt|message|instruction|override)",
-        rf"\bas\s+(?:the|an?)\s+(?:ai\s+)?{_GRADER}\s*,?\s+you\b",
+    _screened(p, re.IGNORECASE, *needs)
+    for p, *needs in (
+        (
+            r"\b(?:ignore|disregard|forget|override)\s+(?:all\s+|any\s+)?(?:of\s+)?(?:the\s+|your\s+)?"
+            r"(?:previous|prior|above|earlier|preceding|former|system|grading|original)?\s*"
+            r"(?:instructions?|rules|guidelines|directions|prompt|rubric|marking\s+scheme)",
+            "ignore|disregard|forget|override",
+        ),
+        (
+            rf"\b(?:note|message|instructions?|reminder|hint)s?\s+(?:to|for)\s+(?:the\s+|any\s+)?(?:ai\s+)?{_GRADER}",
+            _GRADER_WORDS,
+        ),
+        (rf"\b(?:dear|attention|hello|hi)\s*,?\s+(?:the\s+)?(?:ai\s+)?{_GRADER}", _GRADER_WORDS),
+        (
+            r"\b(?:award|give|assign|grant)\s+(?:(?:this|the|my)\s+(?:proof|solution|answer|response|attempt|work)\s+|it\s+|me\s+)?"
+            r"(?:with\s+|a\s+|an\s+|the\s+)?(?:full|maximum|max|perfect|complete|top|highest)\s+(?:marks?|points?|scores?|credit|grade)",
+            "award|give|assign|grant",
+        ),
+        (
+            r"\b(?:award|give|assign|grant|score|rate|grade)\s+(?:(?:this|the|my)\s+(?:proof|solution|answer|response|attempt|work)|it|me)"
+            r"\s+(?:a\s+)?(?:7|seven)\b",
+            "award|give|assign|grant|score|rate|grade",
+            "7|seven",
+        ),
+        (r"\bfull\s+(?:marks|credit)\b", "full", "marks|credit"),
+        (
+            r"\byou\s+(?:must|should|shall|are\s+(?:required|instructed)\s+to|will|have\s+to)\s+"
+            r"(?:award|give|assign|output|grade|score|rate|mark|accept|return)",
+            "you",
+            "award|give|assign|output|grade|score|rate|mark|accept|return",
+        ),
+        (
+            r"\b(?:this|the|my)\s+(?:proof|solution|answer|response)\s+(?:deserves|should\s+(?:get|receive|be\s+given)|"
+            r"must\s+(?:get|receive|be\s+given))\s+(?:full|7|seven|maximum|a\s+perfect|perfect)",
+            "deserves|should|must",
+            "full|7|seven|maximum|perfect",
+        ),
+        (
+            r"\b(?:system|developer)\s+(?:prompt|message|instruction|override)",
+            "system|developer",
+            "prompt|message|instruction|override",
+        ),
+        (rf"\bas\s+(?:the|an?)\s+(?:ai\s+)?{_GRADER}\s*,?\s+you\b", _GRADER_WORDS, "you"),
     )
 ]
 
@@ -222,17 +296,19 @@ def neutralise(
         text = _COMMENT.sub(lambda m: _look_alike(m.group(0)), text)
 
     spans: list[tuple[int, int]] = []
-    for pattern in _INSTRUCTIONS if instructions else ():
-        for m in pattern.finditer(text):
-            findings.append(f"instruction to the grader: {m.group(0)[:60]!r}")
-            spans.append(_sentence_span(text, m.start(), m.end()))
-    for m in _ROLE_BLOCK.finditer(text) if instructions else ():
-        findings.append(f"text in a {m.group(1).lower()} block")
-        spans.append((m.start(), m.end()))
-    for pattern in _NOTES if instructions else ():
-        for m in pattern.finditer(text):
-            findings.append(f"text posing as a system, developer or grader note: {m.group(0).strip()[:60]!r}")
-            spans.append(_sentence_span(text, m.start(), m.end()))
+    if instructions:
+        folded = _folded(text)
+        for pattern in _screen(_INSTRUCTIONS, folded):
+            for m in pattern.finditer(text):
+                findings.append(f"instruction to the grader: {m.group(0)[:60]!r}")
+                spans.append(_sentence_span(text, m.start(), m.end()))
+        for m in _ROLE_BLOCK.finditer(text):
+            findings.append(f"text in a {m.group(1).lower()} block")
+            spans.append((m.start(), m.end()))
+        for pattern in _screen(_NOTES, folded):
+            for m in pattern.finditer(text):
+                findings.append(f"text posing as a system, developer or grader note: {m.group(0).strip()[:60]!r}")
+                spans.append(_sentence_span(text, m.start(), m.end()))
     if spans:
         spans.sort()
         merged = [spans[0]]
