@@ -27,6 +27,9 @@ that makespan over each bound (`/cap`, `/crit`):
   real `LLM` over HTTP, its `concurrency` set to the server's slots as a model recipe does;
 - `after` (with `--judge` only): the same, grading only once every attempt is written
   (`generate`, then `grade`), as eval cells did before grading streamed;
+- `alone` (with `--judge` only): `ours` with no judge, the generation alone; the line under
+  the table says how much later `ours` ends with its judge than without, against the length
+  of one judge call (the target: within one judge call);
 - `baseline`: the original code's policy, 8 problems at a time, each with its own pool of
   8 workers (emulated with asyncio semaphores around the same scaffold code), grading
   after generation; then how many times faster ours is.
@@ -54,6 +57,7 @@ import json
 import logging
 import math
 import random
+import statistics
 import tempfile
 import time
 from collections import Counter
@@ -67,7 +71,7 @@ from qednano.grading.judge import ProofJudge
 from qednano.llm.client import LLM, Models, current_scope
 from qednano.llm.openai_engine import OpenAIEngine
 from qednano.llm.types import Engine, ModelConfig, Reply
-from qednano.records import Attempt, Problem
+from qednano.records import Attempt, Grade, Problem
 from qednano.scaffolds import ScaffoldRun
 from qednano.scaffolds.dsm import DSM
 from qednano.scaffolds.rsa import RSA
@@ -178,12 +182,14 @@ Grading = str
 
 @dataclass
 class Run:
-    """One policy's run: wall seconds, the client thread's CPU seconds, calls sent, run-directory bytes."""
+    """One policy's run: wall seconds, the client thread's CPU seconds, calls sent, run-directory bytes,
+    and the output tokens of each judge call."""
 
     wall: float
     cpu: float
     calls: int
     bytes: int
+    judge_tokens: list[int]
 
 
 async def run_policy(
@@ -216,10 +222,11 @@ async def run_policy(
         await llm.aclose()
         store.close()
         size = sum(f.stat().st_size for f in store.path.rglob("*") if f.is_file())
+        judged = [c.output_tokens for g in store.read(f"grades/{JUDGE.name}.jsonl", Grade) for c in g.transcript]
     for outcome in (made, marked):
         if outcome.failed:
             raise RuntimeError(f"{len(outcome.failed)} items failed: {next(iter(outcome.failed.values()))}")
-    return Run(wall, cpu, llm.stats.sent, size)
+    return Run(wall, cpu, llm.stats.sent, size, judged)
 
 
 def on_server(
@@ -245,7 +252,7 @@ def on_server(
                 engine,
                 max_inflight=8 if baseline else len(problems),
                 concurrency=64 if baseline else timing.slots,
-                grading=("stream" if policy == "ours" else "after") if judge else "none",
+                grading={"ours": "stream", "alone": "none"}.get(policy, "after") if judge else "none",
             )
         )
         report = server.timing_report()
@@ -286,7 +293,10 @@ def main() -> None:
     p.add_argument("--scaffolds", nargs="+", default=list(SCAFFOLDS), choices=list(SCAFFOLDS))
     p.add_argument("--judge", action="store_true", help="grade every attempt on the same server (one judge call)")
     p.add_argument(
-        "--policies", nargs="+", default=["ours", "after", "baseline"], choices=["ours", "after", "baseline"]
+        "--policies",
+        nargs="+",
+        default=["ours", "after", "alone", "baseline"],
+        choices=["ours", "after", "alone", "baseline"],
     )
     args = p.parse_args()
     logging.basicConfig(level=logging.WARNING)
@@ -298,7 +308,7 @@ def main() -> None:
         f"{args.problems} problems; server: {args.slots} slots x {args.rate:g} tok/s; "
         f"replies log-normal(mean {args.mean_tokens:g}, sigma {args.sigma:g}); times in model seconds"
     )
-    policies = ["ours"] + [p for p in args.policies if p != "ours" and (args.judge or p != "after")]
+    policies = ["ours"] + [p for p in args.policies if p != "ours" and (args.judge or p not in ("after", "alone"))]
     head = f"{'scaffold':8} {'calls':>6} {'tokens':>9} {'capacity':>9} {'critical':>9}"
     head += "".join(f" {p:>9} {'/cap':>6} {'/crit':>6}" for p in policies)
     print(head + f" {'speedup':>8} {'cpu ms/call':>12} {'kB/call':>8}")
@@ -308,8 +318,9 @@ def main() -> None:
         tokens = 0
         for policy in policies:
             runs[policy], used = on_server(scaffold, problems, timing, workload, policy, args.judge)
-            assert tokens in (0, used), "every policy must run the same workload"
-            tokens = used
+            if policy != "alone":  # the generation alone makes no judge calls
+                assert tokens in (0, used), "every policy must run the same workload"
+                tokens = used
         capacity = tokens / (args.slots * args.rate)
         critical = critical_path(scaffold, problems, workload, args.rate, args.time_scale, args.judge)
         ours = runs["ours"]
@@ -318,6 +329,13 @@ def main() -> None:
         speedup = f"{runs['baseline'].wall / ours.wall:7.2f}x" if "baseline" in runs else f"{'–':>8}"
         line += f" {speedup} {1000 * ours.cpu / ours.calls:12.2f}"
         print(line + f" {ours.bytes / ours.calls / 1000:8.1f}")
+        if "alone" in runs and ours.judge_tokens:
+            call = statistics.mean(ours.judge_tokens) / args.rate
+            print(
+                f"  {name}: with its judge, ours ends {ours.wall - runs['alone'].wall:.1f} s after the generation alone"
+                f" ({runs['alone'].wall:.1f} s); one judge call takes {call:.1f} s on average,"
+                f" {max(ours.judge_tokens) / args.rate:.1f} s at most"
+            )
 
 
 if __name__ == "__main__":

@@ -11,7 +11,15 @@ import hashlib
 import json
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SerializationInfo,
+    SerializerFunctionWrapHandler,
+    model_serializer,
+    model_validator,
+)
 
 
 class Record(BaseModel):
@@ -77,8 +85,78 @@ class Completion(Record):
     shrunk by the scaffold (`context: ...`); empty when the call went as asked."""
 
 
+SHARED_MIN = 256
+"""Shortest earlier text a stored message refers to instead of repeating it."""
+
+
+def shared_parts(content: str, earlier: list[tuple[int, str]]) -> list[str | int] | None:
+    """`content` as text pieces and indices of the `earlier` (index, text) pairs it holds; None when it holds none."""
+    parts: list[str | int] = [content]
+    for index, text in sorted(earlier, key=lambda e: -len(e[1])):  # the longest first: a text may hold a shorter one
+        split: list[str | int] = []
+        for part in parts:
+            if isinstance(part, str) and text in part:
+                pieces = part.split(text)
+                split += [x for piece in pieces[:-1] for x in (piece, index)] + [pieces[-1]]
+            else:
+                split.append(part)
+        parts = split
+    return [p for p in parts if p != ""] if len(parts) > 1 else None
+
+
+def store_repeats_once(transcript: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """A transcript as stored: a message that holds the text of earlier calls (the candidates RSA aggregates, a
+    draft to refine) keeps `content_parts`, its text pieces and the index of each such call, instead of `content`."""
+    out = []
+    for i, call in enumerate(transcript):
+        earlier = [(j, c["text"]) for j, c in enumerate(transcript[:i]) if len(c["text"]) >= SHARED_MIN]
+        messages = []
+        for message in call["messages"]:
+            content = message.get("content")
+            parts = shared_parts(content, earlier) if earlier and isinstance(content, str) else None
+            if parts is not None:
+                message = {**{k: v for k, v in message.items() if k != "content"}, "content_parts": parts}
+            messages.append(message)
+        out.append({**call, "messages": messages})
+    return out
+
+
+def whole_messages(transcript: list[Any]) -> list[Any]:
+    """The inverse of `store_repeats_once`: every `content_parts` joined back into `content`."""
+    out = []
+    for i, call in enumerate(transcript):
+        if isinstance(call, dict) and any(
+            isinstance(m, dict) and "content_parts" in m for m in call.get("messages", [])
+        ):
+            messages = []
+            for k, message in enumerate(call["messages"]):
+                if isinstance(message, dict) and "content_parts" in message:
+                    where = f"transcript[{i}].messages[{k}].content_parts"
+                    if "content" in message:
+                        raise ValueError(f"{where}: a message has content or content_parts, not both")
+                    pieces = []
+                    for part in message["content_parts"]:
+                        if isinstance(part, int) and 0 <= part < i and isinstance(out[part].get("text"), str):
+                            pieces.append(out[part]["text"])
+                        elif isinstance(part, str):
+                            pieces.append(part)
+                        else:
+                            raise ValueError(f"{where}: {part!r} is neither text nor the index of an earlier call")
+                    rest = {key: v for key, v in message.items() if key != "content_parts"}
+                    message = {**rest, "content": "".join(pieces)}
+                messages.append(message)
+            call = {**call, "messages": messages}
+        out.append(call)
+    return out
+
+
 class Attempt(Record):
-    """One scaffold run on one problem: the proof and every call that produced it."""
+    """One scaffold run on one problem: the proof and every call that produced it.
+
+    As JSON (what the run store writes), a message that repeats the text of an earlier call of
+    the transcript refers to that call instead (`store_repeats_once`): RSA's aggregation prompts
+    hold whole candidates. Reading the JSON joins them back; `model_dump()` gives whole messages.
+    """
 
     id: str
     """`{problem_id}/{sample}`."""
@@ -93,6 +171,20 @@ class Attempt(Record):
     human_points: float | None = None
     """Points given by a human grader, for grader meta-evaluation; None when unknown."""
     metadata: dict[str, Any] = Field(default_factory=dict)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _whole_messages(cls, data: Any) -> Any:
+        if isinstance(data, dict) and isinstance(data.get("transcript"), list):
+            return {**data, "transcript": whole_messages(data["transcript"])}
+        return data
+
+    @model_serializer(mode="wrap")
+    def _repeats_once(self, handler: SerializerFunctionWrapHandler, info: SerializationInfo) -> Any:
+        data = handler(self)
+        if info.mode_is_json() and isinstance(data, dict) and data.get("transcript"):
+            data["transcript"] = store_repeats_once(data["transcript"])
+        return data
 
     @property
     def input_tokens(self) -> int:

@@ -231,8 +231,9 @@ def check_eval(run: Path, problem_ids: list[str], samples: int) -> Check:
 
 def comparable(record: Attempt | Grade) -> str:
     """A record as canonical JSON without what legitimately differs between runs: wall times,
-    cache replay marks, and the order in which concurrent calls finished."""
-    data = record.model_dump(mode="json")
+    cache replay marks, and the order in which concurrent calls finished (whole messages: a stored
+    transcript's references to earlier calls depend on that order)."""
+    data = record.model_dump()
     calls = [{k: v for k, v in c.items() if k not in ("seconds", "cached")} for c in data["transcript"]]
     data["transcript"] = sorted(calls, key=lambda c: json.dumps(c, sort_keys=True))
     return json.dumps(data, sort_keys=True)
