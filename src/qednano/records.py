@@ -123,7 +123,7 @@ def store_repeats_once(transcript: list[dict[str, Any]]) -> list[dict[str, Any]]
 
 def whole_messages(transcript: list[Any]) -> list[Any]:
     """The inverse of `store_repeats_once`: every `content_parts` joined back into `content`."""
-    out = []
+    out: list[Any] = []
     for i, call in enumerate(transcript):
         if isinstance(call, dict) and any(
             isinstance(m, dict) and "content_parts" in m for m in call.get("messages", [])
