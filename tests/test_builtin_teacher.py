@@ -81,8 +81,17 @@ def test_the_teacher_summarises_what_a_candidate_established() -> None:
     candidate = "\n".join(p.solution.splitlines()[:2])
     prompt = render(template("builtin_rc_summarize"), problem=p.statement, summary="none", candidate=candidate)
     text, _ = answer(prompt, random.Random(0))
-    facts = [line.split()[0] for line in p.solution.splitlines()[:2]]
-    assert text == "known : " + " ".join(facts)
+    assert text == "known : " + candidate
+    # a trace's got lines count, a wrong citation is rightly cited, and the next turn's proof opens with them
+    first, second = p.solution.splitlines()[:2]
+    wrong = second.replace(second.split()[2], "r999")
+    traced = render(template("builtin_rc_summarize"), problem=p.statement, summary="none", candidate=f"got {first}\n{wrong}")
+    assert answer(traced, random.Random(0))[0] == "known : " + candidate
+    solve = render(template("builtin_rc_solve"), problem=p.statement, summary="known : " + candidate)
+    proof, _ = answer(solve, random.Random(0), think=True)
+    reasoning, _, written = proof.partition("</think>\n")
+    assert written.startswith(candidate + "\n") and check(p.statement, p.rubric, written).points == 7.0
+    assert f"need {first.split()[0]}" not in reasoning.splitlines()  # the summary's facts are not searched again
 
 
 def test_bad_teacher_settings_fail_the_call_with_the_reason() -> None:
