@@ -85,7 +85,9 @@ def test_the_teacher_summarises_what_a_candidate_established() -> None:
     # a trace's got lines count, a wrong citation is rightly cited, and the next turn's proof opens with them
     first, second = p.solution.splitlines()[:2]
     wrong = second.replace(second.split()[2], "r999")
-    traced = render(template("builtin_rc_summarize"), problem=p.statement, summary="none", candidate=f"got {first}\n{wrong}")
+    traced = render(
+        template("builtin_rc_summarize"), problem=p.statement, summary="none", candidate=f"got {first}\n{wrong}"
+    )
     assert answer(traced, random.Random(0))[0] == "known : " + candidate
     solve = render(template("builtin_rc_solve"), problem=p.statement, summary="known : " + candidate)
     proof, _ = answer(solve, random.Random(0), think=True)
