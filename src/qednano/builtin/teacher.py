@@ -23,7 +23,9 @@ with the steps the existing summary carried and those the candidate established 
 got, each rightly cited, one a line (`known : STEP`); a solve prompt that carries such a
 summary gets a trace that does not search those facts again and a proof that opens with the
 summary's steps, which is how Reasoning Cache lets a later turn finish within its budget and
-keep what an earlier turn proved.
+keep what an earlier turn proved. An aggregation request (RSA's, `prompts/builtin_rsa_aggregate.md`:
+candidates under `---- Candidate i ----` lines) is answered the same way, its candidates' steps that
+hold standing for the summary: they open the proof, rightly cited, and the search goes on from them.
 """
 
 from __future__ import annotations
@@ -32,11 +34,14 @@ import random
 from dataclasses import replace
 
 from qednano.builtin.domain import STEP, Instance, Step, parse_statement, search, solve
+from qednano.prompts import CANDIDATE
 
 ERRORS = ("skip_justification", "wrong_citation", "distractor_step", "truncate")
 CANDIDATES = ("candidate :", "### LATEST CANDIDATE SOLUTION")
 """What marks a summarise request: the built-in summary template's line, or the generic template's heading."""
 NO_PROBLEM = "I cannot find a built-in problem (given, goal) in this prompt."
+AGGREGATE = CANDIDATE.split("{}")[0]
+"""What marks an aggregation request: the line above each of its candidates (`prompts.CANDIDATE`)."""
 KNOWN = "known :"
 """What opens a summary, wherever it sits in the prompt (`summary : known : STEP`, then one step a line)."""
 
@@ -70,6 +75,19 @@ def known_steps(text: str, instance: Instance) -> list[Step]:
             if step is not None:
                 out.append(step)
                 established.add(step.fact)
+    return out
+
+
+def candidate_steps(text: str, instance: Instance) -> list[Step]:
+    """The steps of the candidates in `text` that hold, in order, rightly cited, each new fact the goal can use once."""
+    established = set(instance.given)
+    useful = instance.useful()
+    out: list[Step] = []
+    for line in text.splitlines():
+        step = justified(instance, line, established)
+        if step is not None and step.fact in useful:
+            out.append(step)
+            established.add(step.fact)
     return out
 
 
@@ -130,10 +148,11 @@ def answer(
         if marker in prompt:
             head, _, candidate = prompt.partition(marker)
             break
-    instance = parse_statement(head if candidate else prompt)
+    head, _, aggregated = head.partition(AGGREGATE)
+    instance = parse_statement(head)
     if instance is None:
         return NO_PROBLEM, None
-    prior = known_steps(head, instance)
+    prior = candidate_steps(aggregated, instance) if aggregated else known_steps(head, instance)
     if candidate:
         # A thinking teacher opens and closes an empty thought, so the summary is its final text.
         return ("<think>\n</think>\n" if think else "") + summary(instance, candidate, prior), None
