@@ -24,10 +24,11 @@ from qednano.cli import main
 from qednano.data.export import ExportRecipe
 from qednano.eval.cells import EvalRecipe
 from qednano.eval.runs import RunRecipe
-from qednano.llm.client import LLM
+from qednano.llm.client import LLM, Models, attempt_scope
 from qednano.llm.types import LLMError, ModelConfig
 from qednano.prompts import candidates_block, render, template
 from qednano.records import Attempt, Grade
+from qednano.scaffolds.rsa import RSA
 
 PROBLEMS = BuiltinSource(count=40, difficulty=(1, 8)).load()
 EXPECTED = {
@@ -111,6 +112,18 @@ def test_the_teacher_aggregates_the_candidates_steps_that_hold_and_goes_on_from_
     assert f"need {steps[0].split()[0]}" not in reasoning.splitlines()  # the candidates' facts are not searched again
     nothing = render(template("builtin_rsa_aggregate"), problem=p.statement, candidates=candidates_block(["qed"], ""))
     assert answer(nothing, random.Random(0))[0] == answer(p.statement, random.Random(0))[0]
+
+
+def test_rsa_poses_its_aggregations_through_the_aggregate_prompt() -> None:
+    p = PROBLEMS[5]
+    rsa = RSA(
+        population=2, k=2, rounds=1, prompt="builtin_proof", aggregate_prompt="builtin_rsa_aggregate", select="random"
+    )
+    with attempt_scope("p/0") as scope:
+        proof = asyncio.run(rsa.run(p, Models(LLM(teacher()))))
+    asked = [c.messages[-1]["content"] for c in scope.completions if c.step.startswith("aggregate/")]
+    assert len(asked) == 2 and all(a.startswith(template("builtin_rsa_aggregate").split("\n")[0]) for a in asked)
+    assert check(p.statement, p.rubric, proof).points == 7.0
 
 
 def test_bad_teacher_settings_fail_the_call_with_the_reason() -> None:
