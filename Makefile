@@ -34,6 +34,8 @@ prover: install
 	$(VENV)/bin/qednano grade builtin/teacher-rc
 	$(VENV)/bin/qednano generate builtin/teacher-rc $(RC1)
 	$(VENV)/bin/qednano grade builtin/teacher-rc $(RC1)
+	$(VENV)/bin/qednano generate builtin/teacher-rsa
+	$(VENV)/bin/qednano grade builtin/teacher-rsa
 	$(VENV)/bin/qednano export builtin/export
 	OMP_NUM_THREADS=2 $(VENV)/bin/qednano sft builtin/sft
 	OMP_NUM_THREADS=2 $(VENV)/bin/qednano grpo builtin/grpo

@@ -24,10 +24,11 @@ from qednano.cli import main
 from qednano.data.export import ExportRecipe
 from qednano.eval.cells import EvalRecipe
 from qednano.eval.runs import RunRecipe
-from qednano.llm.client import LLM
+from qednano.llm.client import LLM, Models, attempt_scope
 from qednano.llm.types import LLMError, ModelConfig
-from qednano.prompts import render, template
+from qednano.prompts import candidates_block, render, template
 from qednano.records import Attempt, Grade
+from qednano.scaffolds.rsa import RSA
 
 PROBLEMS = BuiltinSource(count=40, difficulty=(1, 8)).load()
 EXPECTED = {
@@ -81,8 +82,48 @@ def test_the_teacher_summarises_what_a_candidate_established() -> None:
     candidate = "\n".join(p.solution.splitlines()[:2])
     prompt = render(template("builtin_rc_summarize"), problem=p.statement, summary="none", candidate=candidate)
     text, _ = answer(prompt, random.Random(0))
-    facts = [line.split()[0] for line in p.solution.splitlines()[:2]]
-    assert text == "known : " + " ".join(facts)
+    assert text == "known : " + candidate
+    # a trace's got lines count, a wrong citation is rightly cited, and the next turn's proof opens with them
+    first, second = p.solution.splitlines()[:2]
+    wrong = second.replace(second.split()[2], "r999")
+    traced = render(
+        template("builtin_rc_summarize"), problem=p.statement, summary="none", candidate=f"got {first}\n{wrong}"
+    )
+    assert answer(traced, random.Random(0))[0] == "known : " + candidate
+    solve = render(template("builtin_rc_solve"), problem=p.statement, summary="known : " + candidate)
+    proof, _ = answer(solve, random.Random(0), think=True)
+    reasoning, _, written = proof.partition("</think>\n")
+    assert written.startswith(candidate + "\n") and check(p.statement, p.rubric, written).points == 7.0
+    assert f"need {first.split()[0]}" not in reasoning.splitlines()  # the summary's facts are not searched again
+
+
+def test_the_teacher_aggregates_the_candidates_steps_that_hold_and_goes_on_from_them() -> None:
+    p = PROBLEMS[30]  # difficulty 7: a proof of many steps
+    steps = p.solution.splitlines()[:-1]  # without `qed`
+    wrong = steps[1].replace(steps[1].split()[2], "r999")
+    first = "\n".join([steps[0], wrong])  # a wrong citation: the step holds, rightly cited in the aggregate
+    second = "\n".join([*steps[2:4], "p259 by r1 from p0 p1"])  # steps that hold after the first's, then a bad one
+    block = candidates_block([first, second, ""], "(empty)")
+    prompt = render(template("builtin_rsa_aggregate"), problem=p.statement, candidates=block)
+    text, made = answer(prompt, random.Random(0), think=True)
+    reasoning, _, proof = text.partition("</think>\n")
+    assert made is None and proof.startswith("\n".join(steps[:4]) + "\n")
+    assert check(p.statement, p.rubric, proof).points == 7.0
+    assert f"need {steps[0].split()[0]}" not in reasoning.splitlines()  # the candidates' facts are not searched again
+    nothing = render(template("builtin_rsa_aggregate"), problem=p.statement, candidates=candidates_block(["qed"], ""))
+    assert answer(nothing, random.Random(0))[0] == answer(p.statement, random.Random(0))[0]
+
+
+def test_rsa_poses_its_aggregations_through_the_aggregate_prompt() -> None:
+    p = PROBLEMS[5]
+    rsa = RSA(
+        population=2, k=2, rounds=1, prompt="builtin_proof", aggregate_prompt="builtin_rsa_aggregate", select="random"
+    )
+    with attempt_scope("p/0") as scope:
+        proof = asyncio.run(rsa.run(p, Models(LLM(teacher()))))
+    asked = [c.messages[-1]["content"] for c in scope.completions if c.step.startswith("aggregate/")]
+    assert len(asked) == 2 and all(a.startswith(template("builtin_rsa_aggregate").split("\n")[0]) for a in asked)
+    assert check(p.statement, p.rubric, proof).points == 7.0
 
 
 def test_bad_teacher_settings_fail_the_call_with_the_reason() -> None:

@@ -22,7 +22,7 @@ from typing import Any
 
 from qednano.builtin.domain import MAX_DIFFICULTY, generate, vocabulary
 from qednano.builtin.teacher import answer, summary
-from qednano.prompts import CHAT_TEMPLATE, NO_SUMMARY, render, template
+from qednano.prompts import CHAT_TEMPLATE, NO_SUMMARY, candidates_block, render, template
 
 UNKNOWN = "<unk>"
 SPECIAL = ["<|endoftext|>", "<|im_start|>", "<|im_end|>", UNKNOWN]
@@ -44,6 +44,7 @@ def corpus(instances: int = 200, seed: int = 0) -> list[str]:
             render(template("builtin_rc_solve"), problem=statement, summary=known),
             render(template("builtin_rc_solve"), problem=statement, summary=NO_SUMMARY),
             render(template("builtin_rc_summarize"), problem=statement, summary="none", candidate=proof),
+            render(template("builtin_rsa_aggregate"), problem=statement, candidates=candidates_block([proof] * 4, "")),
             proof,
             known,
         ]

@@ -19,34 +19,75 @@ and `</think>`: the reasoning that a model recipe with
 `reasoning_delimiter: </think>` splits off, whose length grows with the traps on the way.
 A summarise request (the RC summariser's: a prompt with a `candidate :` line, as in
 `prompts/builtin_rc_summarize.md`, or a `### LATEST CANDIDATE SOLUTION` heading) is answered
-with the facts the existing summary carried and the candidate established or its trace got
-(`known : ...`); a solve prompt that carries such a summary gets a trace that does not search
-those facts again, which is how Reasoning Cache lets a later turn finish within its budget.
+with the steps the existing summary carried and those the candidate established or its trace
+got, each rightly cited, one a line (`known : STEP`); a solve prompt that carries such a
+summary gets a trace that does not search those facts again and a proof that opens with the
+summary's steps, which is how Reasoning Cache lets a later turn finish within its budget and
+keep what an earlier turn proved. An aggregation request (RSA's, `prompts/builtin_rsa_aggregate.md`:
+candidates under `---- Candidate i ----` lines) is answered the same way, its candidates' steps that
+hold standing for the summary: they open the proof, rightly cited, and the search goes on from them.
 """
 
 from __future__ import annotations
 
 import random
-import re
 from dataclasses import replace
 
-from qednano.builtin.check import judge_line
-from qednano.builtin.domain import Instance, Step, parse_statement, search, solve
+from qednano.builtin.domain import STEP, Instance, Step, parse_statement, search, solve
+from qednano.prompts import CANDIDATE
 
 ERRORS = ("skip_justification", "wrong_citation", "distractor_step", "truncate")
 CANDIDATES = ("candidate :", "### LATEST CANDIDATE SOLUTION")
 """What marks a summarise request: the built-in summary template's line, or the generic template's heading."""
-NO_PROBLEM = "I cannot find a built-in problem (given, rules, goal) in this prompt."
-KNOWN = re.compile(r"known :((?: p\d+)+)")
-"""A summary's facts, wherever the summary sits in the prompt (`summary : known : p3 p7`)."""
+NO_PROBLEM = "I cannot find a built-in problem (given, goal) in this prompt."
+AGGREGATE = CANDIDATE.split("{}")[0]
+"""What marks an aggregation request: the line above each of its candidates (`prompts.CANDIDATE`)."""
+KNOWN = "known :"
+"""What opens a summary, wherever it sits in the prompt (`summary : known : STEP`, then one step a line)."""
 
 
-def known_facts(text: str, instance: Instance) -> list[str]:
-    """The facts a summary in `text` carries that do follow from the given facts (the teacher checks)."""
-    derivable = instance.derivable()
-    out: list[str] = []
-    for m in KNOWN.finditer(text):
-        out += [f for f in m.group(1).split() if f in derivable and f not in out]
+def justified(instance: Instance, line: str, established: set[str]) -> Step | None:
+    """The step `line` states, rightly cited (its own rule if that one justifies it), when its fact is new and follows."""
+    m = STEP.match(" ".join(line.split()))
+    if m is None or m.group(1) in established:
+        return None
+    fact = m.group(1)
+    justifying = [r for r in instance.rules if r.head == fact and set(r.body) <= established]
+    if not justifying:
+        return None
+    rule = next((r for r in justifying if r.name == m.group(2)), justifying[0])
+    return Step(fact, rule.name, rule.body)
+
+
+def known_steps(text: str, instance: Instance) -> list[Step]:
+    """The steps a summary in `text` carries (after `known :`, one a line) that hold in order (the teacher checks)."""
+    established = set(instance.given)
+    out: list[Step] = []
+    lines = text.splitlines()
+    for i, raw in enumerate(lines):
+        _, found, rest = raw.partition(KNOWN)
+        if not found:
+            continue
+        for line in [rest, *lines[i + 1 :]]:
+            if STEP.match(" ".join(line.split())) is None:
+                break
+            step = justified(instance, line, established)
+            if step is not None:
+                out.append(step)
+                established.add(step.fact)
+    return out
+
+
+def candidate_steps(text: str, instance: Instance) -> list[Step]:
+    """The steps of the candidates in `text` that hold, in order, rightly cited, each new fact the goal can use once."""
+    established = set(instance.given)
+    useful = instance.useful()
+    out: list[Step] = []
+    for line in text.splitlines():
+        step = justified(instance, line, established)
+        if step is not None and step.fact in useful:
+            out.append(step)
+            established.add(step.fact)
     return out
 
 
@@ -77,25 +118,25 @@ def with_error(instance: Instance, steps: list[Step], kind: str, rng: random.Ran
     raise ValueError(f"unknown teacher error {kind!r} (known: {', '.join(ERRORS)})")
 
 
-def summary(statement: Instance, candidate: str, prior: list[str]) -> str:
-    """The `prior` summary's facts and what the candidate established or its trace got, in one line (`known : ...`)."""
-    established = set(statement.given) | set(prior)
-    useful = statement.useful()
-    known: list[str] = list(prior)
+def summary(instance: Instance, candidate: str, prior: list[Step]) -> str:
+    """The `prior` summary's steps and the candidate's new steps the goal can use, rightly cited (`known : ...`).
+
+    A candidate's step counts when it is a proof line or a trace's `got` line whose fact
+    follows from what is established above it, whatever rule it cited; the summary writes
+    it with a rule that justifies it, so the next turn can copy it into its proof.
+    """
+    established = set(instance.given) | {s.fact for s in prior}
+    useful = instance.useful()
+    steps = list(prior)
     for text in candidate.splitlines():
-        line = " ".join(text.split())
-        if line == "qed":
+        words = text.split()
+        if words == ["qed"]:
             break
-        words = line.split()
-        if len(words) >= 2 and words[0] == "got" and words[1] not in known:
-            known.append(words[1])  # a fact the search trace derived
-        elif (
-            words
-            and words[0] not in known
-            and "invalid step" not in judge_line(statement, line, established, useful)[0]
-        ):
-            known.append(words[0])
-    return "known : " + (" ".join(known) if known else "none")
+        step = justified(instance, " ".join(words[1:] if words[:1] == ["got"] else words), established)
+        if step is not None and step.fact in useful:
+            steps.append(step)
+            established.add(step.fact)
+    return KNOWN + " " + ("\n".join(s.line() for s in steps) if steps else "none")
 
 
 def answer(
@@ -107,17 +148,18 @@ def answer(
         if marker in prompt:
             head, _, candidate = prompt.partition(marker)
             break
-    instance = parse_statement(head if candidate else prompt)
+    head, _, aggregated = head.partition(AGGREGATE)
+    instance = parse_statement(head)
     if instance is None:
         return NO_PROBLEM, None
-    prior = known_facts(head, instance)
+    prior = candidate_steps(aggregated, instance) if aggregated else known_steps(head, instance)
     if candidate:
         # A thinking teacher opens and closes an empty thought, so the summary is its final text.
         return ("<think>\n</think>\n" if think else "") + summary(instance, candidate, prior), None
-    found = solve(instance)
-    if found is None:
+    if solve(instance) is None:
         return "The goal does not follow from the given facts.\nqed", None
-    steps = list(found)
+    trace, found = search(instance, [s.fact for s in prior])
+    steps = [*prior, *found]  # the summary's steps first, then what this turn's search got
     made = None
     if errors and rng.random() < error_rate:
         kinds = list(errors)
@@ -128,5 +170,5 @@ def answer(
                 steps, made = changed, kind
                 break
     body = [s.line() for s in steps] + ([] if made == "truncate" else ["qed"])
-    reasoning = ["<think>", *search(instance, prior)[0], "</think>"] if think else []
+    reasoning = ["<think>", *trace, "</think>"] if think else []
     return "\n".join(reasoning + body), made

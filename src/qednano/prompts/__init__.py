@@ -21,6 +21,8 @@ CHAT_TEMPLATE = (
 )
 """The chat template of the models built here (ChatML); the `generation` markers let TRL's assistant-only loss find the assistant tokens."""
 NO_SUMMARY = "(none: this is the first attempt)"
+CANDIDATE = "---- Candidate {} ----"
+"""The line above each candidate in an aggregation prompt (RSA's `{{candidates}}`)."""
 """The summary a Reasoning Cache solve prompt carries on its first turn (evaluation; RC training's `rc.no_summary`)."""
 PLACEHOLDER = re.compile(r"\{\{\s*([A-Za-z_][A-Za-z0-9_]*)\s*\}\}")
 
@@ -61,3 +63,8 @@ def render(text: str, **values: object) -> str:
     if unused:
         raise PromptError(f"prompt has no placeholder for {sorted(unused)}")
     return PLACEHOLDER.sub(lambda m: str(values[m.group(1)]), text)
+
+
+def candidates_block(texts: list[str], empty: str) -> str:
+    """The candidates of an aggregation prompt, each under its `CANDIDATE` line (`empty` for one with no text)."""
+    return "\n\n".join(f"{CANDIDATE.format(i)}\n\n{t or empty}" for i, t in enumerate(texts, start=1))

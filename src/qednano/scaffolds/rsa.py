@@ -27,7 +27,9 @@ to judge them, so no score or verdict is read from its reply; the final selectio
 knockout, which fences both proofs of every match (`tournament.py`).
 
 With a benchmark `task` (AnswerBench's boxed answer), every aggregation poses the problem
-through it, as the initial solve does through `prompt`.
+through it, as the initial solve does through `prompt`. `aggregate_prompt` replaces the
+aggregation template for a policy that speaks another language (the built-in prover's
+`builtin_rsa_aggregate`).
 
 Fallbacks: a member with no final text stays in the population and is shown to later
 calls as an empty attempt, but is never returned while another member has text: the
@@ -48,7 +50,7 @@ from pydantic import Field, model_validator
 from qednano.config import Strict
 from qednano.llm.client import Models
 from qednano.llm.types import BudgetExhausted
-from qednano.prompts import render, template
+from qednano.prompts import candidates_block, render, template
 from qednano.records import Problem
 from qednano.scaffolds.calls import attempt_rng, gather, posed, user
 from qednano.scaffolds.tournament import EMPTY, knockout
@@ -68,10 +70,6 @@ def independent_sets(rng: random.Random, n: int, k: int) -> list[list[int]]:
     return [rng.sample(range(n), k) for _ in range(n)]
 
 
-def candidates_block(texts: list[str]) -> str:
-    return "\n\n".join(f"---- Candidate {i} ----\n\n{t or EMPTY}" for i, t in enumerate(texts, start=1))
-
-
 class RSA(Strict):
     """Population N, aggregation sets of K distinct members, T rounds, then a knockout."""
 
@@ -88,6 +86,8 @@ class RSA(Strict):
     """Template of the initial solve message (`problem` placeholder)."""
     task: str | None = None
     """The benchmark's task template (`{{problem}}`, e.g. `answer`) aggregations pose the problem through."""
+    aggregate_prompt: str | None = None
+    """Template of an aggregation message (`problem`, `candidates`); None: `rsa_refine` when K = 1, else `rsa_aggregate`."""
     seed: int = 0
     """With the attempt id, seeds the aggregation sets and the tournament."""
 
@@ -112,9 +112,9 @@ class RSA(Strict):
                 message = render(template(self.prompt), problem=problem.statement)
                 return (await models.policy.complete(user(message), step=f"solve/{s}")).text
             inputs = [await layers[t - 1][j] for j in sets[t - 1][s]]
-            prompt = "rsa_refine" if self.k == 1 else "rsa_aggregate"
+            prompt = self.aggregate_prompt or ("rsa_refine" if self.k == 1 else "rsa_aggregate")
             statement = posed(problem.statement, self.task)
-            message = render(template(prompt), problem=statement, candidates=candidates_block(inputs))
+            message = render(template(prompt), problem=statement, candidates=candidates_block(inputs, EMPTY))
             return (await models.policy.complete(user(message), step=f"aggregate/r{t}.{s}")).text
 
         for t in range(self.rounds + 1):
