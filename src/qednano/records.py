@@ -136,7 +136,12 @@ def whole_messages(transcript: list[Any]) -> list[Any]:
                         raise ValueError(f"{where}: a message has content or content_parts, not both")
                     pieces = []
                     for part in message["content_parts"]:
-                        if isinstance(part, int) and 0 <= part < i and isinstance(out[part].get("text"), str):
+                        if (
+                            type(part) is int
+                            and 0 <= part < i
+                            and isinstance(out[part], dict)
+                            and isinstance(out[part].get("text"), str)
+                        ):
                             pieces.append(out[part]["text"])
                         elif isinstance(part, str):
                             pieces.append(part)
