@@ -78,19 +78,6 @@ def known_steps(text: str, instance: Instance) -> list[Step]:
     return out
 
 
-def candidate_steps(text: str, instance: Instance) -> list[Step]:
-    """The steps of the candidates in `text` that hold, in order, rightly cited, each new fact the goal can use once."""
-    established = set(instance.given)
-    useful = instance.useful()
-    out: list[Step] = []
-    for line in text.splitlines():
-        step = justified(instance, line, established)
-        if step is not None and step.fact in useful:
-            out.append(step)
-            established.add(step.fact)
-    return out
-
-
 def with_error(instance: Instance, steps: list[Step], kind: str, rng: random.Random) -> list[Step] | None:
     """`steps` with one mistake of `kind`; None when this proof offers no place for it."""
     i = rng.randrange(len(steps))
@@ -118,12 +105,12 @@ def with_error(instance: Instance, steps: list[Step], kind: str, rng: random.Ran
     raise ValueError(f"unknown teacher error {kind!r} (known: {', '.join(ERRORS)})")
 
 
-def summary(instance: Instance, candidate: str, prior: list[Step]) -> str:
-    """The `prior` summary's steps and the candidate's new steps the goal can use, rightly cited (`known : ...`).
+def steps_that_hold(candidate: str, instance: Instance, prior: list[Step]) -> list[Step]:
+    """`prior`, then the candidate's new steps the goal can use, rightly cited, up to its `qed`.
 
     A candidate's step counts when it is a proof line or a trace's `got` line whose fact
-    follows from what is established above it, whatever rule it cited; the summary writes
-    it with a rule that justifies it, so the next turn can copy it into its proof.
+    follows from what is established above it, whatever rule it cited; it is written with a
+    rule that justifies it, so the next turn can copy it into its proof.
     """
     established = set(instance.given) | {s.fact for s in prior}
     useful = instance.useful()
@@ -136,7 +123,21 @@ def summary(instance: Instance, candidate: str, prior: list[Step]) -> str:
         if step is not None and step.fact in useful:
             steps.append(step)
             established.add(step.fact)
+    return steps
+
+
+def summary(instance: Instance, candidate: str, prior: list[Step]) -> str:
+    """The `prior` summary's steps and the candidate's steps that hold, one a line (`known : ...`)."""
+    steps = steps_that_hold(candidate, instance, prior)
     return KNOWN + " " + ("\n".join(s.line() for s in steps) if steps else "none")
+
+
+def aggregated_steps(candidates: str, instance: Instance) -> list[Step]:
+    """The steps that hold of each candidate in turn, each building on those before it."""
+    steps: list[Step] = []
+    for candidate in candidates.split(AGGREGATE):
+        steps = steps_that_hold(candidate, instance, steps)
+    return steps
 
 
 def answer(
@@ -152,7 +153,7 @@ def answer(
     instance = parse_statement(head)
     if instance is None:
         return NO_PROBLEM, None
-    prior = candidate_steps(aggregated, instance) if aggregated else known_steps(head, instance)
+    prior = aggregated_steps(aggregated, instance) if aggregated else known_steps(head, instance)
     if candidate:
         # A thinking teacher opens and closes an empty thought, so the summary is its final text.
         return ("<think>\n</think>\n" if think else "") + summary(instance, candidate, prior), None

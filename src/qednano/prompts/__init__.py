@@ -21,9 +21,9 @@ CHAT_TEMPLATE = (
 )
 """The chat template of the models built here (ChatML); the `generation` markers let TRL's assistant-only loss find the assistant tokens."""
 NO_SUMMARY = "(none: this is the first attempt)"
+"""The summary a Reasoning Cache solve prompt carries on its first turn (evaluation; RC training's `rc.no_summary`)."""
 CANDIDATE = "---- Candidate {} ----"
 """The line above each candidate in an aggregation prompt (RSA's `{{candidates}}`)."""
-"""The summary a Reasoning Cache solve prompt carries on its first turn (evaluation; RC training's `rc.no_summary`)."""
 PLACEHOLDER = re.compile(r"\{\{\s*([A-Za-z_][A-Za-z0-9_]*)\s*\}\}")
 
 
