@@ -48,7 +48,7 @@ from __future__ import annotations
 
 import random
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import cache
 
 WIDTH = 10
@@ -167,7 +167,7 @@ class Instance:
     seed: int = 0
     difficulty: int = 0
     reference: tuple[Step, ...] = field(default=())
-    """The derivation the teacher's search finds, in proof order (filled by `generate`: `solve` of the instance)."""
+    """The derivation the teacher's search finds, in proof order (filled by `with_reference`: `solve` of the instance)."""
     chain: tuple[str, ...] = field(default=())
     """The goal's spine: the first premise of each reference step, down to level 1, then up to the goal."""
 
@@ -236,16 +236,21 @@ def generate(seed: int, difficulty: int) -> Instance:
     level = difficulty + 2
     wire = rng.randrange(WIDTH * level, WIDTH * (level + 1))
     given = tuple(c.fact(w, values[w]) for w in range(WIDTH))
-    instance = Instance(given, c.fact(wire, values[wire]), seed=seed, difficulty=difficulty)
+    instance = with_reference(Instance(given, c.fact(wire, values[wire]), seed=seed, difficulty=difficulty))
+    assert instance is not None  # the goal is true, so it follows
+    return instance
+
+
+def with_reference(instance: Instance) -> Instance | None:
+    """`instance` with its reference proof and the goal's spine (what its rubric rewards); None when the goal does not follow."""
     reference = solve(instance)
-    assert reference is not None  # the goal is true, so it follows
+    if reference is None:
+        return None
     by_fact = {s.fact: s for s in reference}
     spine = [instance.goal]
     while (below := [p for p in by_fact[spine[-1]].premises if p in by_fact]) != []:
         spine.append(below[0])
-    return Instance(
-        given, instance.goal, seed=seed, difficulty=difficulty, reference=reference, chain=tuple(spine[::-1])
-    )
+    return replace(instance, reference=reference, chain=tuple(spine[::-1]))
 
 
 def parse_statement(text: str) -> Instance | None:

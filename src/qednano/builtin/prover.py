@@ -2,8 +2,8 @@
 
 The TRAIN flow of the built-in domain starts here (`qednano sft builtin/sft`, whose `init:`
 block names these settings): nothing is downloaded. The tokenizer is a `tokenizers`
-WordLevel model trained on the domain's own text (statements, the three prompt templates,
-the teacher's traces, proofs and summaries). A token is one space-separated word or a
+WordLevel model trained on the domain's own text (statements, the prompt templates, the
+teacher's traces, proofs, summaries and match verdicts). A token is one space-separated word or a
 newline, so a fact has one id wherever it stands (`p12` opening a proof line and `p12` in
 a rule are the same token, which a few-million-parameter model must match across the
 prompt) and a reply's token count is what the teacher engine counts (words and newlines).
@@ -22,6 +22,7 @@ from typing import Any
 
 from qednano.builtin.domain import MAX_DIFFICULTY, generate, vocabulary
 from qednano.builtin.teacher import answer, summary
+from qednano.grading.fence import fence
 from qednano.prompts import CHAT_TEMPLATE, NO_SUMMARY, candidates_block, render, template
 
 UNKNOWN = "<unk>"
@@ -38,13 +39,21 @@ def corpus(instances: int = 200, seed: int = 0) -> list[str]:
         instance = generate(10_000_000 + i, 1 + i % MAX_DIFFICULTY)
         statement = instance.statement()
         proof, _ = answer(statement, rng, error_rate=0.5, think=True)
+        other, _ = answer(statement, rng, error_rate=0.5, think=True)
         known = summary(instance, proof, [])
+        finals = [text.rpartition("</think>")[2].strip() for text in (proof, other)]  # what a match sees
+        fenced = [
+            fence(p, judge="tournament", problem_id="corpus", what=f"PROOF {n}").block for n, p in enumerate(finals, 1)
+        ]
+        match = render(template("builtin_tournament"), problem=statement, first=fenced[0], second=fenced[1])
         texts += [
             render(template("builtin_proof"), problem=statement),
             render(template("builtin_rc_solve"), problem=statement, summary=known),
             render(template("builtin_rc_solve"), problem=statement, summary=NO_SUMMARY),
             render(template("builtin_rc_summarize"), problem=statement, summary="none", candidate=proof),
             render(template("builtin_rsa_aggregate"), problem=statement, candidates=candidates_block([proof] * 4, "")),
+            match,
+            answer(match, rng, think=True)[0],
             proof,
             known,
         ]

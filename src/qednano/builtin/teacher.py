@@ -26,14 +26,21 @@ summary's steps, which is how Reasoning Cache lets a later turn finish within it
 keep what an earlier turn proved. An aggregation request (RSA's, `prompts/builtin_rsa_aggregate.md`:
 candidates under `---- Candidate i ----` lines) is answered the same way, its candidates' steps that
 hold standing for the summary: they open the proof, rightly cited, and the search goes on from them.
+A knockout match (RSA's tournament, `prompts/builtin_tournament.md`: two proofs, each fenced as
+`scaffolds/tournament.py` sends them) is refereed exactly, never with a mistake: each proof's
+lines with the checker's verdict (`FACT ok`, `FACT wrong`, ...), its score by the problem's
+rubric (`score N`), then `<verdict>1</verdict>`, `2` or `tie`, so the SFT set teaches the prover
+to referee its own tournament.
 """
 
 from __future__ import annotations
 
 import random
+import re
 from dataclasses import replace
 
-from qednano.builtin.domain import STEP, Instance, Step, parse_statement, search, solve
+from qednano.builtin.check import check
+from qednano.builtin.domain import STEP, Instance, Step, parse_statement, rubric, search, solve, with_reference
 from qednano.prompts import CANDIDATE
 
 ERRORS = ("skip_justification", "wrong_citation", "distractor_step", "truncate")
@@ -43,6 +50,16 @@ NO_PROBLEM = "I cannot find a built-in problem (given, goal) in this prompt."
 AGGREGATE = CANDIDATE.split("{}")[0]
 """What marks an aggregation request: the line above each of its candidates (`prompts.CANDIDATE`)."""
 KNOWN = "known :"
+"""What opens a summary, wherever it sits in the prompt (`summary : known : STEP`, then one step a line)."""
+MATCH = re.compile(r"<<<BEGIN (PROOF [12]) (\w+)>>>\n(.*?)\n?<<<END \1 \2>>>", re.S)
+"""One of a knockout match's two proofs, fenced (`grading/fence.py`)."""
+MARKS = {
+    "invalid step": "invalid",
+    "unjustified conclusion": "unjustified",
+    "wrong citation": "wrong",
+    "distractor step": "distractor",
+}
+"""The word a referee's trace gives each of the checker's line verdicts (`ok` stays `ok`)."""
 """What opens a summary, wherever it sits in the prompt (`summary : known : STEP`, then one step a line)."""
 
 
@@ -140,10 +157,34 @@ def aggregated_steps(candidates: str, instance: Instance) -> list[Step]:
     return steps
 
 
+def referee(instance: Instance, proofs: list[str]) -> tuple[list[str], str]:
+    """The check of a match's proofs (each line's fact and verdict, then the score) and the `<verdict>` line."""
+    trace, scores = [], []
+    for n, proof in enumerate(proofs, start=1):
+        checked = check(instance.statement(), rubric(instance), proof)
+        trace.append(f"proof {n}")
+        for line in checked.lines:
+            fact = line.text.split()[0] if STEP.match(line.text) else "line"
+            trace.append(" ".join([fact, *(MARKS.get(v, v) for v in line.verdict.split("+"))]))
+        points = checked.points or 0.0
+        trace.append(f"score {points:g}")
+        scores.append(points)
+    verdict = "tie" if scores[0] == scores[1] else "1" if scores[0] > scores[1] else "2"
+    return trace, f"<verdict>{verdict}</verdict>"
+
+
 def answer(
     prompt: str, rng: random.Random, *, error_rate: float = 0.0, errors: tuple[str, ...] = ERRORS, think: bool = False
 ) -> tuple[str, str | None]:
     """The teacher's reply to one prompt, and the mistake it made (None for a clean proof)."""
+    match = list(MATCH.finditer(prompt))
+    if len(match) == 2:
+        stated = parse_statement(prompt[: match[0].start()])
+        instance = with_reference(stated) if stated is not None else None
+        if instance is None:
+            return NO_PROBLEM, None
+        trace, verdict = referee(instance, [m.group(3) for m in match])
+        return "\n".join((["<think>", *trace, "</think>"] if think else trace) + [verdict]), None
     head, candidate = prompt, ""
     for marker in CANDIDATES:
         if marker in prompt:

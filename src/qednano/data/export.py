@@ -63,6 +63,10 @@ class SFTExport(Strict):
     """A local tokenizer folder to count tokens with (its chat template); None: not counted."""
     max_tokens: int | None = Field(default=None, ge=1)
     """Drop examples longer than this (needs `tokenizer`; the paper's data stops at 45k)."""
+    calls: list[str] = Field(default_factory=list)
+    """Step-name prefixes (e.g. `tournament/`) of further calls that become examples beside each attempt's
+    proof, each with the attempt's grade, when the call was not cut off: a teacher's match verdicts teach
+    the prover to referee RSA's knockout."""
 
 
 class RLExport(Strict):
@@ -148,6 +152,18 @@ def conversation(attempt: Attempt, problem: Problem) -> list[dict[str, Any]]:
     return [*asked, {"role": "assistant", "content": f"<think>{reasoning}</think>{attempt.proof}"}]
 
 
+def call_conversations(attempt: Attempt, prefixes: list[str]) -> list[list[dict[str, Any]]]:
+    """The attempt's calls whose step starts with one of `prefixes` and that were not cut off, as conversations."""
+    return [
+        [
+            *(dict(m) for m in call.messages),
+            {"role": "assistant", "content": f"<think>{call.reasoning}</think>{call.text}"},
+        ]
+        for call in attempt.transcript
+        if call.step.startswith(tuple(prefixes)) and call.messages and call.text.strip() and not call.truncated
+    ]
+
+
 def token_counter(path: str | None) -> Any:
     if path is None:
         return None
@@ -179,12 +195,9 @@ def teacher_examples(config: SFTExport, problems: dict[str, Problem], dropped: d
             if issue or problem is None:
                 tally(dropped, f"sft: {issue}")
                 continue
-            messages = conversation(attempt, problem)
-            out.append(
-                SFTExample(
-                    messages=messages, problem_id=problem.id, source=problem.source, grade=scores.get(attempt.id)
-                )
-            )
+            grade = scores.get(attempt.id)
+            for messages in [conversation(attempt, problem), *call_conversations(attempt, config.calls)]:
+                out.append(SFTExample(messages=messages, problem_id=problem.id, source=problem.source, grade=grade))
     return out
 
 

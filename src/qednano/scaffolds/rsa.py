@@ -88,6 +88,8 @@ class RSA(Strict):
     """The benchmark's task template (`{{problem}}`, e.g. `answer`) aggregations pose the problem through."""
     aggregate_prompt: str | None = None
     """Template of an aggregation message (`problem`, `candidates`); None: `rsa_refine` when K = 1, else `rsa_aggregate`."""
+    tournament_prompt: str = "tournament"
+    """Template of a knockout match (`problem`, `first`, `second`; `scaffolds/tournament.py`)."""
     seed: int = 0
     """With the attempt id, seeds the aggregation sets and the tournament."""
 
@@ -127,7 +129,7 @@ class RSA(Strict):
         final = [text for text in (task.result() for task in layers[-1]) if text] or [""]
         if self.select == "random" or len(final) == 1:
             return final[rng.randrange(len(final))]
-        bracket = await knockout(problem, final, models.verifier, rng)
+        bracket = await knockout(problem, final, models.verifier, rng, prompt=self.tournament_prompt)
         return final[bracket.winner]
 
 
