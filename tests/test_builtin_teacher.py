@@ -29,13 +29,16 @@ from qednano.llm.types import LLMError, ModelConfig
 from qednano.prompts import candidates_block, render, template
 from qednano.records import Attempt, Grade
 from qednano.scaffolds.rsa import RSA
+from qednano.scaffolds.tournament import knockout
 
 PROBLEMS = BuiltinSource(count=40, difficulty=(1, 8)).load()
 EXPECTED = {
     "skip_justification": "unjustified_conclusion",
     "wrong_citation": "wrong_citation",
     "distractor_step": "distractor_step",
+    "invalid_step": "invalid_step",
 }
+DEDUCTED = {"invalid_step": 2}
 
 
 @pytest.mark.parametrize("kind", ERRORS)
@@ -47,7 +50,7 @@ def test_each_teacher_mistake_gets_the_rubrics_deduction(kind: str) -> None:
         if kind == "truncate":
             assert result.points is not None and result.points < 7 and "truncated" in result.flags
         else:
-            assert (result.points, result.flags) == (6.0, [EXPECTED[kind]]), (p.id, text)
+            assert (result.points, result.flags) == (7.0 - DEDUCTED.get(kind, 1), [EXPECTED[kind]]), (p.id, text)
 
 
 def test_a_clean_teacher_writes_the_shortest_proof_and_thinks_when_asked() -> None:
@@ -124,6 +127,62 @@ def test_rsa_poses_its_aggregations_through_the_aggregate_prompt() -> None:
     asked = [c.messages[-1]["content"] for c in scope.completions if c.step.startswith("aggregate/")]
     assert len(asked) == 2 and all(a.startswith(template("builtin_rsa_aggregate").split("\n")[0]) for a in asked)
     assert check(p.statement, p.rubric, proof).points == 7.0
+
+
+def test_the_teacher_referees_a_match_by_each_proofs_checked_score() -> None:
+    p = PROBLEMS[10]
+    flawed, made = answer(p.statement, random.Random(0), error_rate=1.0, errors=("wrong_citation",))
+    assert made == "wrong_citation" and check(p.statement, p.rubric, flawed).points == 6.0
+    for prompt in ("builtin_tournament", "tournament"):  # the built-in template and the generic one
+        with attempt_scope("p/0") as scope:
+            bracket = asyncio.run(knockout(p, [flawed, p.solution], LLM(teacher()), random.Random(1), prompt=prompt))
+        assert bracket.winner == 1 and bracket.matches[0].verdict in ("1", "2")
+        trace = scope.completions[0].text.splitlines()
+        assert (
+            trace.count("score 7") == 1
+            and trace.count("score 6") == 1
+            and sum(line.endswith(" wrong") for line in trace) == 1
+            and trace.count("qed") == 2
+        )
+        marks = [line for line in trace if not line.startswith(("proof", "score", "<verdict>", "qed"))]
+        assert marks and all(" by " in line for line in marks)  # each step line is copied before its verdict
+        assert scope.completions[0].messages[-1]["content"].startswith(template(prompt).split("\n")[0])
+    tie = asyncio.run(knockout(p, [p.solution, p.solution], LLM(teacher()), random.Random(1)))
+    assert tie.matches[0].verdict == "tie"
+    thought = LLM(teacher(reasoning_delimiter="</think>", extra_body={"think": True}))
+    with attempt_scope("p/1") as scope:
+        asyncio.run(knockout(p, [p.solution, flawed], thought, random.Random(1), prompt="builtin_tournament"))
+    call = scope.completions[0]
+    assert call.reasoning.startswith("proof 1\n") and call.text.strip() in (
+        "<verdict>1</verdict>",
+        "<verdict>2</verdict>",
+    )
+
+
+def test_rsa_with_the_teachers_knockout_returns_its_best_last_member() -> None:
+    rsa = RSA(
+        population=4,
+        k=2,
+        rounds=1,
+        prompt="builtin_proof",
+        aggregate_prompt="builtin_rsa_aggregate",
+        tournament_prompt="builtin_tournament",
+    )
+    flawed = LLM(teacher(extra_body={"error_rate": 0.7}))
+    beaten = 0
+    for p in PROBLEMS[:12]:
+        with attempt_scope(f"{p.id}/0") as scope:
+            proof = asyncio.run(rsa.run(p, Models(flawed)))
+        last = [
+            check(p.statement, p.rubric, c.text).points for c in scope.completions if c.step.startswith("aggregate/")
+        ]
+        matches = [c for c in scope.completions if c.step.startswith("tournament/")]
+        assert len(matches) == 3 and all(
+            m.messages[-1]["content"].startswith("Choose the better proof") for m in matches
+        )
+        assert check(p.statement, p.rubric, proof).points == max(last)
+        beaten += min(last) < max(last)
+    assert beaten >= 3  # the pick mattered on several problems
 
 
 def test_bad_teacher_settings_fail_the_call_with_the_reason() -> None:

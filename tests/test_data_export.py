@@ -109,6 +109,30 @@ def test_sft_min_grade_and_one_per_problem(tmp_path: Path) -> None:
     assert [(e.problem_id, e.grade) for e in unique.sft] == [("a", 1.0), ("b", 5 / 7)]
 
 
+def test_sft_calls_adds_an_attempts_named_calls_that_were_not_cut_off(tmp_path: Path) -> None:
+    run = RunDir(tmp_path / "teacher")
+    proof = attempt("a", 0, "## Proof\nGood.")
+    match = Completion(
+        step="tournament/r1.m0",
+        model="teacher",
+        messages=[{"role": "user", "content": "1 or 2?"}],
+        text="<verdict>2</verdict>",
+        reasoning="2 holds",
+    )
+    cut = match.model_copy(update={"step": "tournament/r2.m0", "truncated": True})
+    other = match.model_copy(update={"step": "aggregate/r1.0"})
+    run.append("attempts.jsonl", proof.model_copy(update={"transcript": [match, cut, other, *proof.transcript]}))
+    run.append("grades/j.jsonl", Grade(attempt_id="a/0", problem_id="a", judge="j", points=7))
+    _, problems = teacher_run(tmp_path / "unused")
+    outcome = export(export_recipe(tmp_path, problems, calls=["tournament/"]))
+    assert [e.messages[-1]["content"] for e in outcome.sft] == [
+        "<think>r</think>## Proof\nGood.",
+        "<think>2 holds</think><verdict>2</verdict>",
+    ]
+    assert outcome.sft[1].messages[0] == {"role": "user", "content": "1 or 2?"} and outcome.sft[1].grade == 1.0
+    assert len(export(export_recipe(tmp_path, problems)).sft) == 1  # no calls named: the proof alone
+
+
 def test_sets_are_written_in_three_formats_that_read_back_as_the_schema(tmp_path: Path, tiny_model_dir: Path) -> None:
     _, problems = teacher_run(tmp_path)
     outcome = export(export_recipe(tmp_path, problems, tokenizer=str(tiny_model_dir)))

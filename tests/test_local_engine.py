@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from qednano.llm.client import LLM
-from qednano.llm.local_engine import LocalEngine
+from qednano.llm.local_engine import LocalEngine, RowNoise
 from qednano.llm.types import ModelConfig
 
 for _module in ("torch", "transformers", "tokenizers", "safetensors"):
@@ -105,3 +105,22 @@ def test_several_engines_loading_at_once_each_get_real_weights(tiny_model_dir: P
     for e in engines:
         model, _ = e.load()
         assert all(p.device.type == "cpu" for p in model.parameters())
+
+
+def test_row_noise_samples_each_row_from_its_softmax_at_the_temperature() -> None:
+    import torch
+
+    logits = torch.log(torch.tensor([0.5, 0.3, 0.15, 0.05]))
+    rows = 6000
+    for temperature, top_p in ((1.0, 1.0), (2.0, 1.0), (1.0, 0.75)):
+        noise = RowNoise(list(range(rows)), temperature, top_p)
+        picks = noise(torch.zeros(rows, 1, dtype=torch.long), logits.repeat(rows, 1)).argmax(-1)
+        expected = torch.softmax(logits / temperature, -1)
+        if top_p < 1.0:  # nucleus: the smallest set of tokens holding top_p (0.5 + 0.3), renormalised
+            expected = torch.tensor([0.5, 0.3, 0.0, 0.0]) / 0.8
+        freq = torch.bincount(picks, minlength=4).double() / rows
+        assert torch.allclose(freq, expected.double(), atol=0.02), (temperature, top_p, freq)
+    # a row's draws depend on its seed alone, not on the rows beside it
+    alone = RowNoise([7], 1.0, 1.0)(torch.zeros(1, 1, dtype=torch.long), logits[None])
+    together = RowNoise([3, 7, 9], 1.0, 1.0)(torch.zeros(3, 1, dtype=torch.long), logits.repeat(3, 1))
+    assert torch.equal(alone[0], together[1])

@@ -31,6 +31,7 @@ from qednano.eval.cells import EvalRecipe
 from qednano.eval.pipeline import generate
 from qednano.eval.run import run_jobs
 from qednano.llm.client import LLM, Models
+from qednano.llm.local_engine import LocalEngine
 from qednano.llm.types import ModelConfig
 from qednano.records import Attempt, Grade, Problem
 from qednano.report.build import load_cells, load_problems
@@ -456,6 +457,8 @@ async def test_the_seeded_tiny_model_gives_the_same_tokens_whatever_the_batching
         else:
             replies = [await llm.complete(m) for m in asks]
         await llm.aclose()
+        assert isinstance(llm.engine, LocalEngine)
+        assert max(llm.engine.batches) == (len(asks) if together else 1)  # seeded requests decode together
         return [(r.text, r.output_tokens) for r in replies]
 
     first, second = await run(True), await run(False)

@@ -11,7 +11,9 @@ and writes it; with probability `error_rate` it makes one mistake of a kind draw
 - `skip_justification`: one step states its fact with no rule cited;
 - `wrong_citation`: one step cites another rule (a trap for the same fact when there is one);
 - `distractor_step`: one valid but irrelevant step (a dead-end rule) is inserted;
-- `truncate`: the proof stops after a random number of steps, without `qed`.
+- `truncate`: the proof stops after a random number of steps, without `qed`;
+- `invalid_step`: one step claims a false fact by a rule that would conclude it, one of whose
+  premises is established (a trap taken at face value).
 
 With `think`, the proof is preceded by a backward search trace (`need FACT`, `try STEP`,
 `got STEP`, `fail FACT` lines, each STEP written as the rule it tries, dead ends included)
@@ -28,8 +30,8 @@ candidates under `---- Candidate i ----` lines) is answered the same way, its ca
 hold standing for the summary: they open the proof, rightly cited, and the search goes on from them.
 A knockout match (RSA's tournament, `prompts/builtin_tournament.md`: two proofs, each fenced as
 `scaffolds/tournament.py` sends them) is refereed exactly, never with a mistake: each proof's
-lines with the checker's verdict (`FACT ok`, `FACT wrong`, ...), its score by the problem's
-rubric (`score N`), then `<verdict>1</verdict>`, `2` or `tie`, so the SFT set teaches the prover
+lines, each followed by the checker's verdict (`... ok`, `... wrong`, ...), `qed` or `no qed`, its
+score by the problem's rubric (`score N`), then `<verdict>1</verdict>`, `2` or `tie`, so the SFT set teaches the prover
 to referee its own tournament.
 """
 
@@ -43,7 +45,7 @@ from qednano.builtin.check import check
 from qednano.builtin.domain import STEP, Instance, Step, parse_statement, rubric, search, solve, with_reference
 from qednano.prompts import CANDIDATE
 
-ERRORS = ("skip_justification", "wrong_citation", "distractor_step", "truncate")
+ERRORS = ("skip_justification", "wrong_citation", "distractor_step", "truncate", "invalid_step")
 CANDIDATES = ("candidate :", "### LATEST CANDIDATE SOLUTION")
 """What marks a summarise request: the built-in summary template's line, or the generic template's heading."""
 NO_PROBLEM = "I cannot find a built-in problem (given, goal) in this prompt."
@@ -60,7 +62,6 @@ MARKS = {
     "distractor step": "distractor",
 }
 """The word a referee's trace gives each of the checker's line verdicts (`ok` stays `ok`)."""
-"""What opens a summary, wherever it sits in the prompt (`summary : known : STEP`, then one step a line)."""
 
 
 def justified(instance: Instance, line: str, established: set[str]) -> Step | None:
@@ -119,6 +120,16 @@ def with_error(instance: Instance, steps: list[Step], kind: str, rng: random.Ran
         return [*steps[:at], Step(rule.head, rule.name, rule.body), *steps[at:]]
     if kind == "truncate":
         return steps[: rng.randrange(1, len(steps))] if len(steps) > 1 else None
+    if kind == "invalid_step":
+        true = instance.derivable()
+        places = []
+        for at in range(len(steps) + 1):
+            known = set(instance.given) | {s.fact for s in steps[:at]}
+            places += [(at, r) for r in instance.rules if r.head not in true and set(r.body) & known]
+        if not places:
+            return None
+        at, rule = rng.choice(places)
+        return [*steps[:at], Step(rule.head, rule.name, rule.body), *steps[at:]]
     raise ValueError(f"unknown teacher error {kind!r} (known: {', '.join(ERRORS)})")
 
 
@@ -158,14 +169,15 @@ def aggregated_steps(candidates: str, instance: Instance) -> list[Step]:
 
 
 def referee(instance: Instance, proofs: list[str]) -> tuple[list[str], str]:
-    """The check of a match's proofs (each line's fact and verdict, then the score) and the `<verdict>` line."""
+    """The check of a match's proofs (each step line, then its verdict; then the score) and the `<verdict>` line."""
     trace, scores = [], []
     for n, proof in enumerate(proofs, start=1):
         checked = check(instance.statement(), rubric(instance), proof)
         trace.append(f"proof {n}")
         for line in checked.lines:
-            fact = line.text.split()[0] if STEP.match(line.text) else "line"
-            trace.append(" ".join([fact, *(MARKS.get(v, v) for v in line.verdict.split("+"))]))
+            stated = line.text if STEP.match(line.text) else "line"
+            trace.append(" ".join([stated, *(MARKS.get(v, v) for v in line.verdict.split("+"))]))
+        trace.append("qed" if any(line.split() == ["qed"] for line in proof.splitlines()) else "no qed")
         points = checked.points or 0.0
         trace.append(f"score {points:g}")
         scores.append(points)

@@ -5,7 +5,8 @@
   closed its reasoning and was not cut off, and the proof matches `proof_pattern` when one is
   set - optionally only those graded at least `min_grade`, optionally one per problem (the
   best graded; the paper's unique-problem ablation won), as conversations: the messages the
-  teacher was sent, then `<think>{reasoning}</think>{proof}`. Token lengths are counted with
+  teacher was sent, then `<think>{reasoning}</think>{proof}`. `calls` adds an attempt's other
+  calls by step name (a tournament's matches) as conversations of their own. Token lengths are counted with
   `tokenizer` (a local tokenizer folder) and summarised in the report.
 - **RL** (sections 3 and 4.1): the curated problems with their rubrics, the difficulty measured
   from the base model's graded attempts (`difficulty.py`), selected by the paper's rule.
@@ -66,7 +67,7 @@ class SFTExport(Strict):
     calls: list[str] = Field(default_factory=list)
     """Step-name prefixes (e.g. `tournament/`) of further calls that become examples beside each attempt's
     proof, each with the attempt's grade, when the call was not cut off: a teacher's match verdicts teach
-    the prover to referee RSA's knockout."""
+    the prover to referee RSA's knockout. (`one_per_problem` keeps the proof alone.)"""
 
 
 class RLExport(Strict):

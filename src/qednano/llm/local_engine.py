@@ -4,16 +4,17 @@ Requests that arrive while a batch is decoding wait in a queue; the next batch t
 them (up to `max_batch`, grouped by sampling parameters) and decodes them together, left
 padded, in a worker thread so the event loop stays free. Weights load only as safetensors,
 and remote code runs only when the model recipe sets `trust_remote_code`. A request with a
-`seed` (the model recipe's) is decoded alone from a seed of its own (`call_seed`), so a
-fresh run gives the same tokens whatever the timing (seeded calls of all engines of the process
-take turns on torch's one generator, `SEEDED`; an unseeded engine decoding meanwhile would draw
-from it too).
+`seed` (the model recipe's) samples from a generator of its own, seeded by `call_seed`: each
+token is the argmax of its row's logits over the temperature plus Gumbel noise from that row's
+generator (`RowNoise`), which is a draw from the softmax, so a fresh run gives the same tokens
+whatever the timing and the batch a request shares, while seeded requests still decode
+together. (Float rounding differs with the batch's shape, so a token can flip where two
+choices tie within about 1e-6; it is rare, and the tests check whole replies.)
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import hashlib
 import json
 import logging
@@ -31,8 +32,6 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 DEFAULT_MAX_NEW_TOKENS = 512
-SEEDED = threading.Lock()
-"""Held from seeding torch's generator to the end of that call's decoding."""
 LOADING = threading.Lock()
 """Held while any engine loads its model: transformers' loading (its meta-device init) is not
 thread-safe, and an eval of several local models loads them in parallel threads."""
@@ -46,7 +45,35 @@ class Pending:
     @property
     def sampling(self) -> tuple[Any, ...]:
         r = self.request
-        return (r.get("max_tokens") or r.get("max_completion_tokens"), r.get("temperature"), r.get("top_p"))
+        seeded = r.get("seed") is not None
+        return (r.get("max_tokens") or r.get("max_completion_tokens"), r.get("temperature"), r.get("top_p"), seeded)
+
+
+class RowNoise:
+    """A logits processor: each row's scores over the temperature (top-p filtered) plus Gumbel noise from its own generator.
+
+    With greedy decoding the argmax is then a sample from the row's softmax (the Gumbel-max trick), and
+    what a row draws depends only on its seed and step, never on the rows beside it.
+    """
+
+    def __init__(self, seeds: list[int], temperature: float, top_p: float) -> None:
+        import torch
+        from transformers import TopPLogitsWarper
+
+        self.generators = [torch.Generator().manual_seed(seed) for seed in seeds]
+        self.temperature = temperature
+        self.top_p = TopPLogitsWarper(top_p) if top_p < 1.0 else None
+
+    def __call__(self, input_ids: Any, scores: Any) -> Any:
+        import torch
+
+        scores = scores.float() / self.temperature
+        if self.top_p is not None:
+            scores = self.top_p(input_ids, scores)
+        width = scores.shape[-1]
+        uniform = torch.stack([torch.rand(width, generator=g, dtype=torch.float64) for g in self.generators])
+        gumbel = -torch.log(-torch.log(uniform.clamp(1e-300, 1.0 - 1e-16)))
+        return scores + gumbel.to(scores.device, scores.dtype)
 
 
 class LocalEngine:
@@ -124,11 +151,7 @@ class LocalEngine:
             groups: dict[tuple[Any, ...], list[Pending]] = {}
             for p in batch:
                 groups.setdefault(p.sampling, []).append(p)
-            # A seeded request is decoded alone, from its own seed: batch shapes (which vary
-            # with timing) would otherwise change the random draws, and so the tokens.
-            runs = [[p] for g in groups.values() for p in g if p.request.get("seed") is not None]
-            runs += [[p for p in g if p.request.get("seed") is None] for g in groups.values()]
-            for group in runs:
+            for group in groups.values():
                 live = [p for p in group if not p.future.done()]
                 if not live:
                     continue
@@ -152,6 +175,7 @@ class LocalEngine:
 
     def _generate(self, requests: list[dict[str, Any]]) -> list[Reply]:
         import torch
+        from transformers import LogitsProcessorList
 
         model, tok = self.load()
         first = requests[0]
@@ -159,13 +183,17 @@ class LocalEngine:
         temperature = first.get("temperature", 1.0)
         prompts = [tok.apply_chat_template(r["messages"], add_generation_prompt=True, tokenize=False) for r in requests]
         enc = tok(prompts, return_tensors="pt", padding=True, add_special_tokens=False).to(model.device)
+        top_p = first.get("top_p") or 1.0
         sampling: dict[str, Any] = {"do_sample": bool(temperature)}
-        if temperature:
-            sampling.update(temperature=temperature, top_p=first.get("top_p") or 1.0, top_k=0)
-        seeded = len(requests) == 1 and first.get("seed") is not None
-        with SEEDED if seeded else contextlib.nullcontext(), torch.inference_mode():
-            if seeded:
-                torch.manual_seed(self.call_seed(first))
+        if temperature and first.get("seed") is not None:  # each row from its own generator (`RowNoise`)
+            seeds = [self.call_seed(r) for r in requests]
+            sampling = {
+                "do_sample": False,
+                "logits_processor": LogitsProcessorList([RowNoise(seeds, temperature, top_p)]),
+            }
+        elif temperature:
+            sampling.update(temperature=temperature, top_p=top_p, top_k=0)
+        with torch.inference_mode():
             out = model.generate(  # type: ignore[operator]  # stubs type generate as a Tensor
                 # input ids and mask only: some tokenizers add `token_type_ids`, which generate() refuses
                 input_ids=enc["input_ids"],
