@@ -22,13 +22,18 @@ from typing import Any
 
 from qednano.builtin.domain import MAX_DIFFICULTY, generate, vocabulary
 from qednano.builtin.teacher import answer, summary
-from qednano.grading.fence import fence
 from qednano.prompts import CHAT_TEMPLATE, NO_SUMMARY, candidates_block, render, template
 
 UNKNOWN = "<unk>"
 SPECIAL = ["<|endoftext|>", "<|im_start|>", "<|im_end|>", UNKNOWN]
 THINK = ["<think>", "</think>"]
 ROLES = ("system", "user", "assistant")
+
+
+def fenced_words(text: str, n: int) -> str:
+    """A match's proof `n` in the words `grading/fence.py` frames it with (a real marker's code is fresh hex, unknown to any vocabulary)."""
+    begin, end = (f"<<<{edge} PROOF {n} 0>>>" for edge in ("BEGIN", "END"))
+    return render(template("proof_fence"), what=f"proof {n}", code="0", begin=begin, end=end, content=text)
 
 
 def corpus(instances: int = 200, seed: int = 0) -> list[str]:
@@ -42,9 +47,7 @@ def corpus(instances: int = 200, seed: int = 0) -> list[str]:
         other, _ = answer(statement, rng, error_rate=0.5, think=True)
         known = summary(instance, proof, [])
         finals = [text.rpartition("</think>")[2].strip() for text in (proof, other)]  # what a match sees
-        fenced = [
-            fence(p, judge="tournament", problem_id="corpus", what=f"PROOF {n}").block for n, p in enumerate(finals, 1)
-        ]
+        fenced = [fenced_words(text, n) for n, text in enumerate(finals, 1)]
         match = render(template("builtin_tournament"), problem=statement, first=fenced[0], second=fenced[1])
         texts += [
             render(template("builtin_proof"), problem=statement),
