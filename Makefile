@@ -21,7 +21,7 @@ demo: install
 	OMP_NUM_THREADS=2 $(VENV)/bin/qednano eval builtin/eval
 
 # The built-in prover, trained from scratch by the project's own commands (README, "The built-in
-# prover"): teacher proofs (direct, RC, RSA and knockout prompts) -> grades -> SFT and RL sets -> SFT -> GRPO
+# prover"): teacher proofs (direct, RC and RSA prompts) -> grades -> SFT and RL sets -> SFT -> GRPO
 # -> RC, then the three checkpoints are copied into the package, where
 # recipes/models/builtin-prover.yaml finds them.
 PROVER := src/qednano/recipes/builtin/prover
@@ -36,8 +36,6 @@ prover: install
 	$(VENV)/bin/qednano grade builtin/teacher-rc $(RC1)
 	$(VENV)/bin/qednano generate builtin/teacher-rsa
 	$(VENV)/bin/qednano grade builtin/teacher-rsa
-	$(VENV)/bin/qednano generate builtin/teacher-referee
-	$(VENV)/bin/qednano grade builtin/teacher-referee
 	$(VENV)/bin/qednano export builtin/export
 	OMP_NUM_THREADS=2 $(VENV)/bin/qednano sft builtin/sft
 	OMP_NUM_THREADS=2 $(VENV)/bin/qednano grpo builtin/grpo

@@ -31,6 +31,10 @@ through it, as the initial solve does through `prompt`. `aggregate_prompt` repla
 aggregation template for a policy that speaks another language (the built-in prover's
 `builtin_rsa_aggregate`).
 
+`with_reasoning` shows each candidate's reasoning too (`<think>...</think>` before its text), as
+the RSA paper's code passes full reasoning chains: a candidate cut off mid-thought then still
+shows what it found, not an empty attempt.
+
 Fallbacks: a member with no final text stays in the population and is shown to later
 calls as an empty attempt, but is never returned while another member has text: the
 knockout (or the random pick) runs over the members of the last population that have text.
@@ -88,6 +92,8 @@ class RSA(Strict):
     """The benchmark's task template (`{{problem}}`, e.g. `answer`) aggregations pose the problem through."""
     aggregate_prompt: str | None = None
     """Template of an aggregation message (`problem`, `candidates`); None: `rsa_refine` when K = 1, else `rsa_aggregate`."""
+    with_reasoning: bool = False
+    """Show each candidate's reasoning with its text in aggregations (see the module docstring)."""
     tournament_prompt: str = "tournament"
     """Template of a knockout match (`problem`, `first`, `second`; `scaffolds/tournament.py`)."""
     seed: int = 0
@@ -108,16 +114,24 @@ class RSA(Strict):
         rng = attempt_rng(self.seed, "rsa")
         sets = self.draw(rng)
         layers: list[list[asyncio.Task[str]]] = []
+        shown: dict[tuple[int, int], str] = {}
+        """What an aggregation shows of member (t, s): its text, after its reasoning with `with_reasoning`."""
 
         async def member(t: int, s: int) -> str:
             if t == 0:
                 message = render(template(self.prompt), problem=problem.statement)
-                return (await models.policy.complete(user(message), step=f"solve/{s}")).text
-            inputs = [await layers[t - 1][j] for j in sets[t - 1][s]]
-            prompt = self.aggregate_prompt or ("rsa_refine" if self.k == 1 else "rsa_aggregate")
-            statement = posed(problem.statement, self.task)
-            message = render(template(prompt), problem=statement, candidates=candidates_block(inputs, EMPTY))
-            return (await models.policy.complete(user(message), step=f"aggregate/r{t}.{s}")).text
+                done = await models.policy.complete(user(message), step=f"solve/{s}")
+            else:
+                for j in sets[t - 1][s]:
+                    await layers[t - 1][j]
+                inputs = [shown[t - 1, j] for j in sets[t - 1][s]]
+                prompt = self.aggregate_prompt or ("rsa_refine" if self.k == 1 else "rsa_aggregate")
+                statement = posed(problem.statement, self.task)
+                message = render(template(prompt), problem=statement, candidates=candidates_block(inputs, EMPTY))
+                done = await models.policy.complete(user(message), step=f"aggregate/r{t}.{s}")
+            thought = done.reasoning.strip() if self.with_reasoning else ""
+            shown[t, s] = f"<think>\n{thought}\n</think>\n{done.text}" if thought else done.text
+            return done.text
 
         for t in range(self.rounds + 1):
             layers.append([asyncio.ensure_future(member(t, s)) for s in range(self.population)])
