@@ -301,3 +301,32 @@ def test_reasoning_cache_lets_a_thinking_teacher_finish_what_one_turn_cannot(tmp
         points[scaffold["name"]] = [g.points for g in grades(tmp_path / scaffold["name"])]
     assert all(p < 7 for p in points["direct"])  # cut off: at most the milestones its partial proof reached
     assert points["reasoning_cache"] == [7.0] * 4
+
+
+def test_rsa_with_reasoning_lets_candidates_cut_off_mid_thought_pass_on_their_steps() -> None:
+    """Under 384 tokens a call, difficulty-6 candidates run out mid-trace: only their reasoning holds what they found."""
+    thinking = LLM(teacher(max_tokens=384, reasoning_delimiter="</think>", extra_body={"think": True}))
+    hard = [p for p in PROBLEMS if p.metadata["level"] == 6][:5]
+    assert hard
+    points: dict[bool, list[float | None]] = {}
+    for with_reasoning in (False, True):
+        rsa = RSA(
+            population=2,
+            k=2,
+            rounds=1,
+            prompt="builtin_proof",
+            aggregate_prompt="builtin_rsa_aggregate",
+            with_reasoning=with_reasoning,
+            select="random",
+        )
+        points[with_reasoning] = []
+        for p in hard:
+            with attempt_scope(f"{p.id}/{with_reasoning}") as scope:
+                proof = asyncio.run(rsa.run(p, Models(thinking)))
+            asked = [c.messages[-1]["content"] for c in scope.completions if c.step.startswith("aggregate/")]
+            assert all(("\n<think>\n" in a) == with_reasoning for a in asked)
+            points[with_reasoning].append(check(p.statement, p.rubric, proof).points)
+    assert points[False].count(7.0) <= 1  # most candidates showed nothing: each aggregation's search starts over
+    assert points[True].count(7.0) >= 3 and all(
+        (a or 0) >= (b or 0) for a, b in zip(points[True], points[False], strict=True)
+    )
