@@ -94,8 +94,13 @@ class LocalEngine:
             if self._loaded is None:
                 try:
                     import torch
-                    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+                    # what decoding imports later too: transformers resolves its names lazily, and
+                    # resolving one in several worker threads at once can fail (`cannot import name`)
+                    from transformers import AutoModelForCausalLM, AutoTokenizer, LogitsProcessorList, TopPLogitsWarper
                     from transformers.utils import logging as hf_logging
+
+                    del LogitsProcessorList, TopPLogitsWarper
                 except ImportError as err:
                     raise LLMError(
                         "the transformers engine needs the 'local' extra: pip install 'qednano[local]'"
@@ -175,9 +180,10 @@ class LocalEngine:
 
     def _generate(self, requests: list[dict[str, Any]]) -> list[Reply]:
         import torch
-        from transformers import LogitsProcessorList
 
         model, tok = self.load()
+        from transformers import LogitsProcessorList
+
         first = requests[0]
         max_new = first.get("max_tokens") or first.get("max_completion_tokens") or DEFAULT_MAX_NEW_TOKENS
         temperature = first.get("temperature", 1.0)
