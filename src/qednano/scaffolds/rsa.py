@@ -11,7 +11,8 @@ Calls per attempt: N + T * N + (N - 1) with the tournament.
 
 1. `solve/s` for s < N (policy): the initial population;
 2. round t = 1..T: member s of the new population is `aggregate/r{t}.{s}` (policy) over
-   an aggregation set of K distinct members of round t - 1 (their final texts), with the
+   an aggregation set of K distinct members of round t - 1 (their final texts; with
+   `with_reasoning`, their reasoning too), with the
    refine prompt when K = 1. The new population replaces the old one;
 3. `tournament/...` (verifier): a seeded knockout over the last population
    (`select: random` instead picks a seeded random member, as the original RSA).
