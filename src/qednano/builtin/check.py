@@ -54,6 +54,8 @@ class Checked:
     deducted: dict[str, int] = field(default_factory=dict)
     """Fault -> points taken off."""
     reason: str = ""
+    concluded: bool = False
+    """The proof reached its `qed` line."""
 
     def explanation(self) -> str:
         if self.points is None:
@@ -128,6 +130,7 @@ def walk(
         "distractor step": "distractor_step",
     }
     out.flags += [flags[f] for f in faults]
+    out.concluded = concluded
     reached = instance.goal in established
     if concluded and not reached:
         out.flags.append("unjustified_conclusion")

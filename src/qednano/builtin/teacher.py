@@ -177,7 +177,7 @@ def referee(instance: Instance, proofs: list[str]) -> tuple[list[str], str]:
         for line in checked.lines:
             stated = line.text if STEP.match(line.text) else "line"
             trace.append(" ".join([stated, *(MARKS.get(v, v) for v in line.verdict.split("+"))]))
-        trace.append("qed" if any(line.split() == ["qed"] for line in proof.splitlines()) else "no qed")
+        trace.append("qed" if checked.concluded else "no qed")
         points = checked.points or 0.0
         trace.append(f"score {points:g}")
         scores.append(points)

@@ -150,16 +150,18 @@ def conversation(attempt: Attempt, problem: Problem) -> list[dict[str, Any]]:
     asked = [dict(m) for m in call.messages] if call is not None and call.messages else []
     asked = asked or [{"role": "user", "content": problem.statement}]
     reasoning = call.reasoning if call is not None else ""
-    return [*asked, {"role": "assistant", "content": f"<think>{reasoning}</think>{attempt.proof}"}]
+    return [*asked, answered(reasoning, attempt.proof)]
+
+
+def answered(reasoning: str, text: str) -> dict[str, Any]:
+    """The assistant turn of an SFT conversation: `<think>{reasoning}</think>{text}`."""
+    return {"role": "assistant", "content": f"<think>{reasoning}</think>{text}"}
 
 
 def call_conversations(attempt: Attempt, prefixes: list[str]) -> list[list[dict[str, Any]]]:
     """The attempt's calls whose step starts with one of `prefixes` and that were not cut off, as conversations."""
     return [
-        [
-            *(dict(m) for m in call.messages),
-            {"role": "assistant", "content": f"<think>{call.reasoning}</think>{call.text}"},
-        ]
+        [*(dict(m) for m in call.messages), answered(call.reasoning, call.text)]
         for call in attempt.transcript
         if call.step.startswith(tuple(prefixes)) and call.messages and call.text.strip() and not call.truncated
     ]
