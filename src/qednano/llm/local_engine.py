@@ -206,6 +206,11 @@ class LocalEngine:
                 attention_mask=enc["attention_mask"],
                 max_new_tokens=max_new,
                 pad_token_id=tok.pad_token_id,
+                # a cache allocated once for the whole reply: the default one grows by concatenation
+                # at every token, which was half the decoding time of the built-in prover on a CPU
+                # (bench/local_decode.py); no auto-compilation, as each batch's cache length differs
+                cache_implementation="static",
+                disable_compile=True,
                 **sampling,
             )
         self.batches.append(len(requests))
