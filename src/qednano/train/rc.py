@@ -161,6 +161,9 @@ def hf_generate(trainer: Any) -> Generate:
                     do_sample=True,
                     temperature=trainer.temperature,
                     pad_token_id=tokenizer.pad_token_id,
+                    # a cache allocated once per call, as the local engine's (bench/local_decode.py)
+                    cache_implementation="static",
+                    disable_compile=True,
                 )[:, len(ids) :].tolist()
                 for seq in seqs:
                     out.append(seq[: seq.index(tokenizer.eos_token_id) + 1] if tokenizer.eos_token_id in seq else seq)
