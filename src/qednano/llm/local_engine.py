@@ -37,6 +37,12 @@ LOADING = threading.Lock()
 thread-safe, and an eval of several local models loads them in parallel threads."""
 
 
+STATIC_CACHE: dict[str, Any] = {"cache_implementation": "static", "disable_compile": True}
+"""`generate()` options for a KV cache allocated once per call: the default one grows by concatenation at
+every token, which was half the decoding time of the built-in prover on a CPU (bench/local_decode.py); no
+auto-compilation, as each call's cache length differs. The local engine and RC training's rollout use it."""
+
+
 @dataclass
 class Pending:
     request: dict[str, Any]
@@ -206,11 +212,7 @@ class LocalEngine:
                 attention_mask=enc["attention_mask"],
                 max_new_tokens=max_new,
                 pad_token_id=tok.pad_token_id,
-                # a cache allocated once for the whole reply: the default one grows by concatenation
-                # at every token, which was half the decoding time of the built-in prover on a CPU
-                # (bench/local_decode.py); no auto-compilation, as each batch's cache length differs
-                cache_implementation="static",
-                disable_compile=True,
+                **STATIC_CACHE,
                 **sampling,
             )
         self.batches.append(len(requests))

@@ -23,6 +23,7 @@ from typing import Any
 from qednano.config import ConfigError
 from qednano.llm.cache import CallCache
 from qednano.llm.client import LLM, attempt_scope
+from qednano.llm.local_engine import STATIC_CACHE
 from qednano.prompts import render, template
 from qednano.records import Problem
 from qednano.train.grpo import build_trainer, train
@@ -161,9 +162,7 @@ def hf_generate(trainer: Any) -> Generate:
                     do_sample=True,
                     temperature=trainer.temperature,
                     pad_token_id=tokenizer.pad_token_id,
-                    # a cache allocated once per call, as the local engine's (bench/local_decode.py)
-                    cache_implementation="static",
-                    disable_compile=True,
+                    **STATIC_CACHE,
                 )[:, len(ids) :].tolist()
                 for seq in seqs:
                     out.append(seq[: seq.index(tokenizer.eos_token_id) + 1] if tokenizer.eos_token_id in seq else seq)
