@@ -109,6 +109,25 @@ def test_sft_min_grade_and_one_per_problem(tmp_path: Path) -> None:
     assert [(e.problem_id, e.grade) for e in unique.sft] == [("a", 1.0), ("b", 5 / 7)]
 
 
+def test_problems_may_be_a_list_of_sources_whose_union_is_the_problem_set(tmp_path: Path) -> None:
+    _, problems = teacher_run(tmp_path)
+    more = tmp_path / "more.jsonl"
+    more.write_text(
+        "".join(
+            Problem(id=p, statement=f"Prove {p}.", rubric=RUBRIC, source="aops").model_dump_json() + "\n"
+            for p in ("b", "c")
+        )
+    )
+    recipe = export_recipe(tmp_path, problems).model_dump()
+    recipe["problems"] = [{"source": "file", "path": str(problems)}, {"source": "file", "path": str(more)}]
+    recipe["rl"] = {"selection": {"unmeasured": True}}
+    outcome = export(ExportRecipe.model_validate(recipe))
+    assert [p.problem_id for p in outcome.rl] == ["a", "b", "c"]  # b, given twice, once
+    more.write_text(Problem(id="a", statement="Prove something else.", rubric=RUBRIC).model_dump_json() + "\n")
+    with pytest.raises(cfg.ConfigError, match="'a' is given twice with different statements"):
+        export(ExportRecipe.model_validate(recipe))
+
+
 def test_sft_calls_adds_an_attempts_named_calls_that_were_not_cut_off(tmp_path: Path) -> None:
     run = RunDir(tmp_path / "teacher")
     proof = attempt("a", 0, "## Proof\nGood.")

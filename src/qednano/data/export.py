@@ -95,9 +95,10 @@ class ExportRecipe(Strict):
     """`qednano export RECIPE`."""
 
     out_dir: str
-    problems: CorpusSource | None = None
+    problems: CorpusSource | list[CorpusSource] | None = None
     """The curated problems with rubrics (the rubrics run's `problems.jsonl`), or a published set
-    (`source: fineproofs-rl`); needed unless the SFT set comes from `sft.published` alone."""
+    (`source: fineproofs-rl`), or a list of such sources (their union: an id given twice must be
+    the same problem); needed unless the SFT set comes from `sft.published` alone."""
     sft: SFTExport | None = None
     rl: RLExport | None = None
     formats: list[Format] = Field(default_factory=lambda: list(ALL_FORMATS))
@@ -318,6 +319,19 @@ def token_stats(examples: list[SFTExample]) -> str:
     )
 
 
+def union(sources: CorpusSource | list[CorpusSource] | None) -> list[Problem]:
+    """The problems of one source or of several, in order, each id once (a repeat must be the same problem)."""
+    if sources is None:
+        return []
+    seen: dict[str, Problem] = {}
+    for source in sources if isinstance(sources, list) else [sources]:
+        for p in source.load():
+            first = seen.setdefault(p.id, p)
+            if first.statement != p.statement:
+                raise ConfigError(f"problems: id {p.id!r} is given twice with different statements")
+    return list(seen.values())
+
+
 def export(recipe: ExportRecipe) -> ExportOutcome:
     """Build, write (and push) the sets the recipe asks for; the report goes to `out_dir/report.md`."""
     if recipe.sft is None and recipe.rl is None:
@@ -327,7 +341,7 @@ def export(recipe: ExportRecipe) -> ExportOutcome:
         raise ConfigError("the export recipe needs `problems:` (the curated problems with rubrics)")
     if recipe.sft is not None and not recipe.sft.runs and recipe.sft.published is None:
         raise ConfigError("sft: give teacher `runs:` or a `published:` set")
-    problems = recipe.problems.load() if recipe.problems is not None else []
+    problems = union(recipe.problems)
     out_dir = Path(recipe.out_dir)
     outcome = ExportOutcome()
     lines = ["# Export report", ""]
