@@ -25,7 +25,7 @@ demo: install
 # -> RC, then the three checkpoints are copied into the package, where
 # recipes/models/builtin-prover.yaml finds them.
 PROVER := src/qednano/recipes/builtin/prover
-RC1 := scaffold.turns=1 run_dir=runs/builtin-teacher-rc1 problems.count=1500
+RC1 := scaffold.turns=1 run_dir=runs/builtin-teacher-rc1 problems.count=1500 problems.difficulty=[1,4]
 PROVER_FILES := model.safetensors config.json generation_config.json tokenizer.json tokenizer_config.json chat_template.jinja
 prover: install
 	$(VENV)/bin/qednano generate builtin/teacher
