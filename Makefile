@@ -37,6 +37,7 @@ prover: install
 	$(VENV)/bin/qednano generate builtin/teacher-rsa
 	$(VENV)/bin/qednano grade builtin/teacher-rsa
 	$(VENV)/bin/qednano export builtin/export
+	$(VENV)/bin/qednano export builtin/export-rc
 	OMP_NUM_THREADS=2 $(VENV)/bin/qednano sft builtin/sft
 	OMP_NUM_THREADS=2 $(VENV)/bin/qednano grpo builtin/grpo
 	OMP_NUM_THREADS=2 $(VENV)/bin/qednano rc builtin/rc
