@@ -25,7 +25,8 @@ demo: install
 # -> RC, then the three checkpoints are copied into the package, where
 # recipes/models/builtin-prover.yaml finds them.
 PROVER := src/qednano/recipes/builtin/prover
-RC1 := scaffold.turns=1 run_dir=runs/builtin-teacher-rc1 problems.count=1500 problems.difficulty=[1,4]
+RC1 := scaffold.turns=1 run_dir=runs/builtin-teacher-rc1 problems.count=1500
+RC34 := run_dir=runs/builtin-teacher-rc34 problems.count=1500 problems.difficulty=[3,4]
 PROVER_FILES := model.safetensors config.json generation_config.json tokenizer.json tokenizer_config.json chat_template.jinja
 prover: install
 	$(VENV)/bin/qednano generate builtin/teacher
@@ -34,6 +35,8 @@ prover: install
 	$(VENV)/bin/qednano grade builtin/teacher-rc
 	$(VENV)/bin/qednano generate builtin/teacher-rc $(RC1)
 	$(VENV)/bin/qednano grade builtin/teacher-rc $(RC1)
+	$(VENV)/bin/qednano generate builtin/teacher-rc $(RC34)
+	$(VENV)/bin/qednano grade builtin/teacher-rc $(RC34)
 	$(VENV)/bin/qednano generate builtin/teacher-rsa
 	$(VENV)/bin/qednano grade builtin/teacher-rsa
 	$(VENV)/bin/qednano export builtin/export
