@@ -47,7 +47,7 @@ prover: install
 	for stage in sft grpo rc; do mkdir -p $(PROVER)/$$stage && \
 		(cd runs/builtin-prover/$$stage && cp $(PROVER_FILES) $(CURDIR)/$(PROVER)/$$stage/); done
 
-# The paper in miniature: the three shipped checkpoints x direct, RC, RSA, 3 runs (README table).
+# The paper in miniature: the three shipped checkpoints x direct, RC, RSA, 6 runs (README table).
 miniature: install
 	$(VENV)/bin/qednano eval builtin/miniature
 
