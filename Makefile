@@ -26,6 +26,7 @@ demo: install
 # recipes/models/builtin-prover.yaml finds them.
 PROVER := src/qednano/recipes/builtin/prover
 RC1 := scaffold.turns=1 run_dir=runs/builtin-teacher-rc1 problems.count=1500
+RC34 := run_dir=runs/builtin-teacher-rc34 problems.count=1500 problems.difficulty=[3,4]
 PROVER_FILES := model.safetensors config.json generation_config.json tokenizer.json tokenizer_config.json chat_template.jinja
 prover: install
 	$(VENV)/bin/qednano generate builtin/teacher
@@ -34,16 +35,19 @@ prover: install
 	$(VENV)/bin/qednano grade builtin/teacher-rc
 	$(VENV)/bin/qednano generate builtin/teacher-rc $(RC1)
 	$(VENV)/bin/qednano grade builtin/teacher-rc $(RC1)
+	$(VENV)/bin/qednano generate builtin/teacher-rc $(RC34)
+	$(VENV)/bin/qednano grade builtin/teacher-rc $(RC34)
 	$(VENV)/bin/qednano generate builtin/teacher-rsa
 	$(VENV)/bin/qednano grade builtin/teacher-rsa
 	$(VENV)/bin/qednano export builtin/export
+	$(VENV)/bin/qednano export builtin/export-rc
 	OMP_NUM_THREADS=2 $(VENV)/bin/qednano sft builtin/sft
 	OMP_NUM_THREADS=2 $(VENV)/bin/qednano grpo builtin/grpo
 	OMP_NUM_THREADS=2 $(VENV)/bin/qednano rc builtin/rc
 	for stage in sft grpo rc; do mkdir -p $(PROVER)/$$stage && \
 		(cd runs/builtin-prover/$$stage && cp $(PROVER_FILES) $(CURDIR)/$(PROVER)/$$stage/); done
 
-# The paper in miniature: the three shipped checkpoints x direct, RC, RSA, 3 runs (README table).
+# The paper in miniature: the three shipped checkpoints x direct, RC, RSA, 6 runs (README table).
 miniature: install
 	$(VENV)/bin/qednano eval builtin/miniature
 
