@@ -51,7 +51,10 @@ def test_training_a_small_prover_with_the_commands_raises_the_judges_mean_score(
     problems = ["problems.count=4", "problems.difficulty=[1, 1]"]
     teacher = ["builtin/teacher", "run_dir=teacher", *problems, "models.policy.extra_body.error_rate=0"]
     assert main(["generate", *teacher]) == 0 and main(["grade", *teacher]) == 0
-    export = ["builtin/export", "out_dir=sets", *problems, "sft.runs=[teacher]"]
+    one_source = (
+        "problems={source: builtin, split: train, seed: 0, count: 4, difficulty: [1, 1]}"  # export takes a list
+    )
+    export = ["builtin/export", "out_dir=sets", one_source, "sft.runs=[teacher]"]
     assert main(["export", *export]) == 0
     sft = [
         "builtin/sft",

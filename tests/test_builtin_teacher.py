@@ -255,7 +255,10 @@ def test_the_shipped_builtin_recipes_load() -> None:
     assert bench.judge.kind == "builtin" and bench.problems.source == "builtin"
     assert {p.metadata["subset"] for p in bench.problems.load()} == {"heldout"}
     export = cfg.load("builtin/export", [], ExportRecipe)
-    assert export.problems is not None and export.problems.source == "builtin"
+    assert isinstance(export.problems, list) and {s.source for s in export.problems} == {"builtin"}
+    export_rc = cfg.load("builtin/export-rc", [], ExportRecipe)
+    assert not isinstance(export_rc.problems, list) and export_rc.problems is not None
+    assert tuple(export_rc.problems.difficulty) == (4, 4) and export_rc.rl is not None and export_rc.sft is None
 
 
 def test_the_builtin_eval_runs_offline_with_three_scaffolds(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
