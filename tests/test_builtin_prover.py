@@ -48,13 +48,10 @@ def test_training_a_small_prover_with_the_commands_raises_the_judges_mean_score(
 ) -> None:
     """Teacher proofs -> grades -> SFT set -> `qednano sft` from scratch; the trained model then scores above the untrained one."""
     monkeypatch.chdir(tmp_path)
-    problems = ["problems.count=4", "problems.difficulty=[1, 1]"]
-    teacher = ["builtin/teacher", "run_dir=teacher", *problems, "models.policy.extra_body.error_rate=0"]
+    problems = "problems={source: builtin, split: train, seed: 0, count: 4, difficulty: [1, 1]}"  # one source, for both
+    teacher = ["builtin/teacher", "run_dir=teacher", problems, "models.policy.extra_body.error_rate=0"]
     assert main(["generate", *teacher]) == 0 and main(["grade", *teacher]) == 0
-    one_source = (
-        "problems={source: builtin, split: train, seed: 0, count: 4, difficulty: [1, 1]}"  # export takes a list
-    )
-    export = ["builtin/export", "out_dir=sets", one_source, "sft.runs=[teacher]"]
+    export = ["builtin/export", "out_dir=sets", problems, "sft.runs=[teacher]"]
     assert main(["export", *export]) == 0
     sft = [
         "builtin/sft",
