@@ -22,8 +22,9 @@ demo: install
 
 # The built-in prover, trained from scratch by the project's own commands (README, "The built-in
 # prover"): teacher proofs (direct, RC and RSA prompts) -> grades -> SFT and RL sets -> SFT -> GRPO
-# -> RC, then the three checkpoints are copied into the package, where
-# recipes/models/builtin-prover.yaml finds them.
+# -> RC, and the RC stage's control (GRPO with its budget, builtin/grpo-d4); then the four
+# checkpoints are copied into the package, where recipes/models/builtin-prover.yaml and
+# builtin/miniature find them.
 PROVER := src/qednano/recipes/builtin/prover
 RC1 := scaffold.turns=1 run_dir=runs/builtin-teacher-rc1 problems.count=1500
 RC34 := run_dir=runs/builtin-teacher-rc34 problems.count=1500 problems.difficulty=[3,4]
@@ -44,10 +45,11 @@ prover: install
 	OMP_NUM_THREADS=2 $(VENV)/bin/qednano sft builtin/sft
 	OMP_NUM_THREADS=2 $(VENV)/bin/qednano grpo builtin/grpo
 	OMP_NUM_THREADS=2 $(VENV)/bin/qednano rc builtin/rc
-	for stage in sft grpo rc; do mkdir -p $(PROVER)/$$stage && \
+	OMP_NUM_THREADS=2 $(VENV)/bin/qednano grpo builtin/grpo-d4
+	for stage in sft grpo rc grpo-d4; do mkdir -p $(PROVER)/$$stage && \
 		(cd runs/builtin-prover/$$stage && cp $(PROVER_FILES) $(CURDIR)/$(PROVER)/$$stage/); done
 
-# The paper in miniature: the three shipped checkpoints x direct, RC, RSA, 6 runs (README table).
+# The paper in miniature: the four shipped checkpoints x direct, RC, RSA, 6 runs (README table).
 miniature: install
 	$(VENV)/bin/qednano eval builtin/miniature
 

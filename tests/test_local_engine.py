@@ -80,7 +80,7 @@ async def test_any_generation_config_eos_ends_the_text(tiny_model_dir: Path) -> 
 
 
 def test_several_engines_loading_at_once_each_get_real_weights(tiny_model_dir: Path) -> None:
-    """An eval of several local models (the built-in miniature's three checkpoints) loads them in parallel threads."""
+    """An eval of several local models (the built-in miniature's checkpoints) loads them in parallel threads."""
     import threading
 
     engines = [
